@@ -1,0 +1,178 @@
+"""The Python API: ``score`` and ``select``.  The CLI is a thin layer over these two."""
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .data.errors import TunesiftError
+from .data.io import Dataset, atomic_path, read_dataset, write_dataset, write_json
+from .methods.base import Context, Method, get_method
+from .models.loading import LoadedLM
+from .selectors import Budget
+
+log = logging.getLogger("tunesift")
+SCHEMA = ("id", "index", "line", "score", "eligible", "reason")
+
+
+@dataclass
+class ScoreResult:
+    """Per-example scores in one fixed schema (``SCHEMA`` first, then method signals) + a summary."""
+
+    table: pd.DataFrame
+    dataset: Dataset
+    method: Method
+    context: Context
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict:
+        s = self.table["score"].to_numpy(dtype=float)
+        finite = s[np.isfinite(s)]
+        return {"examples": len(self.table), "eligible": int(self.table["eligible"].sum()),
+                "ineligible_by_reason": self.table.loc[~self.table["eligible"], "reason"].value_counts().to_dict(),
+                "score": ({"min": float(finite.min()), "median": float(np.median(finite)), "max": float(finite.max())}
+                          if len(finite) else {}),
+                "skipped_on_read": self.dataset.skipped.to_dict()}
+
+
+@dataclass
+class SelectionResult(ScoreResult):
+    budget: Budget = field(default_factory=lambda: Budget("all"))
+    selected_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    paths: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def selected(self) -> Dataset:
+        return self.dataset.subset(sorted(self.selected_indices))
+
+
+def _dataset(data: str | Path | Dataset, format: str | None, on_error: str, limit: int | None) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    return read_dataset(data, format=format, on_error=on_error, limit=limit)
+
+
+def _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress, trust_remote_code,
+             turns, seed, lm) -> Context:
+    if turns not in ("last", "all"):
+        raise TunesiftError("turns must be 'last' or 'all'")
+    return Context(model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
+                   cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+                   trust_remote_code=trust_remote_code, turns=turns, seed=seed, lm=lm)
+
+
+def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: str | None = None,
+          device: str = "auto", dtype: str = "auto", batch_tokens: int = 16384, max_length: int | None = None,
+          cache_dir: str | None = None, use_cache: bool = True, progress: bool = True, on_error: str = "raise",
+          format: str | None = None, turns: str = "last", seed: int = 0, limit: int | None = None,
+          trust_remote_code: bool = False, lm: LoadedLM | None = None, output: str | Path | None = None,
+          **params: Any) -> ScoreResult:
+    """Score every example of ``data`` with ``method``; optionally write the table as Parquet."""
+    t0 = time.perf_counter()
+    ds = _dataset(data, format, on_error, limit)
+    t_read = time.perf_counter() - t0
+    m = method if isinstance(method, Method) else get_method(method)(**params)
+    if isinstance(method, Method) and params:
+        raise TunesiftError("pass method parameters either in the Method object or as keywords, not both")
+    ctx = _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress,
+                   trust_remote_code, turns, seed, lm)
+    t1 = time.perf_counter()
+    table = m.score(ds, ctx)
+    if len(table) != len(ds):
+        raise RuntimeError(f"method {m.name} returned {len(table)} rows for {len(ds)} examples")
+    front = pd.DataFrame({"id": [e.id for e in ds.examples], "index": np.arange(len(ds)),
+                          "line": [e.line for e in ds.examples]})
+    table = pd.concat([front, table.reset_index(drop=True)], axis=1)
+    table["eligible"] = table["eligible"].astype(bool)
+    table["reason"] = table["reason"].astype(str)
+    table = table[list(SCHEMA) + [c for c in table.columns if c not in SCHEMA]]
+    res = ScoreResult(table, ds, m, ctx, {"read_s": t_read, "score_s": time.perf_counter() - t1})
+    if output is not None:
+        _write_table(table, output)
+    return res
+
+
+def select(data: str | Path | Dataset, method: str | Method = "ifd", budget: Any = None, *,
+           output: str | Path | None = None, **kwargs: Any) -> SelectionResult:
+    """Score, then choose a subset under ``budget``; with ``output``, write the selection (in the
+    input's format), ``<stem>.scores.parquet`` and ``<stem>.manifest.json`` beside it."""
+    t0 = time.perf_counter()
+    res = score(data, method, **kwargs)
+    m = res.method
+    b = Budget.parse(budget if budget is not None else m.default_budget)
+    t1 = time.perf_counter()
+    idx = np.asarray(m.select(res.table, b, res.context), dtype=np.int64)
+    table = res.table
+    selected = np.zeros(len(table), dtype=bool)
+    selected[idx] = True
+    rank = np.full(len(table), -1, dtype=np.int64)
+    rank[idx] = np.arange(len(idx))
+    table["selected"] = selected
+    table["rank"] = rank
+    table["status"] = np.where(selected, "kept", "dropped")
+    table["why"] = np.where(selected, "", np.where(table["eligible"], "outside the budget", table["reason"]))
+    out = SelectionResult(table, res.dataset, m, res.context, dict(res.timings), b, idx)
+    out.timings["select_s"] = time.perf_counter() - t1
+    out.timings["total_s"] = time.perf_counter() - t0
+    out.manifest = manifest(out)
+    if output is not None:
+        out.paths = write_selection(out, output)
+    return out
+
+
+def output_paths(output: str | Path) -> dict[str, Path]:
+    p = Path(output)
+    name = p.name
+    for ext in (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".parquet", ".csv"):
+        if name.lower().endswith(ext):
+            stem = name[: -len(ext)]
+            break
+    else:
+        raise TunesiftError(f"output {output} needs a data file extension (.jsonl, .json, .jsonl.gz, .parquet, .csv)")
+    return {"data": p, "scores": p.with_name(stem + ".scores.parquet"), "manifest": p.with_name(stem + ".manifest.json")}
+
+
+def _write_table(table: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def write_selection(res: SelectionResult, output: str | Path) -> dict[str, str]:
+    paths = output_paths(output)
+    n = write_dataset(res.dataset, res.selected_indices, paths["data"])
+    _write_table(res.table, paths["scores"])
+    res.manifest["outputs"] = {k: str(v) for k, v in paths.items()}
+    res.manifest["counts"]["written"] = n
+    write_json(res.manifest, paths["manifest"])   # last: its presence marks a complete run
+    return {k: str(v) for k, v in paths.items()}
+
+
+def manifest(res: SelectionResult) -> dict:
+    import torch
+    import transformers
+    ds, ctx = res.dataset, res.context
+    return {
+        "tunesift_version": __version__,
+        "method": res.method.name, "paper": res.method.paper, "parameters": res.method.params(),
+        "budget": {"spec": str(res.budget), "kind": res.budget.kind, "value": res.budget.value, "op": res.budget.op},
+        "run": {"seed": ctx.seed, "turns": ctx.turns, "batch_tokens": ctx.batch_tokens, "max_length_override": ctx.max_length},
+        "model": ctx.lm.describe() if ctx.lm is not None else None,
+        "data": {"path": str(ds.path), "format": ds.format, "container": ds.container, "fingerprint": ds.fingerprint},
+        "counts": {"records_read": ds.read_total, "skipped_on_read": ds.skipped.total, "scored": len(ds),
+                   "eligible": int(res.table["eligible"].sum()), "selected": int(len(res.selected_indices))},
+        "skipped": ds.skipped.to_dict(),
+        "ineligible_by_reason": res.table.loc[~res.table["eligible"], "reason"].value_counts().to_dict(),
+        "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
+        "engine": ctx.engine_stats(),
+        "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                        "transformers": transformers.__version__, "platform": platform.platform()},
+    }

@@ -1,0 +1,137 @@
+"""The method contract, the registry, and the context methods draw models from.
+
+A method is a class with a config dataclass (its parameters, nothing else), registered by name:
+
+    @register
+    class MyMethod(Method):
+        name = "my-method"
+        Config = MyConfig
+        def score(self, data, ctx) -> pd.DataFrame: ...
+
+``score`` returns one row per example, aligned with ``data.examples``, with at least ``score``
+(higher = better unless ``higher_is_better`` is False), ``eligible`` and ``reason`` (why an
+example is ineligible, '' otherwise), plus any signal columns.  ``select`` turns that table and a
+budget into indices; the default is top-k over eligible examples, deterministic on ties.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..data.errors import TunesiftError
+from ..data.io import Dataset
+from ..models.loading import LoadedLM, load_causal_lm
+from ..selectors import Budget, top_k
+
+REGISTRY: dict[str, type["Method"]] = {}
+
+
+def register(cls: type["Method"]) -> type["Method"]:
+    """Class decorator: make a method available by ``cls.name``."""
+    if not getattr(cls, "name", None):
+        raise TypeError("a registered method needs a name")
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise TypeError(f"method name {cls.name!r} is taken by {REGISTRY[cls.name].__qualname__}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type["Method"]:
+    from . import _load_all  # noqa: F401  (import side effect: every built-in method registers)
+    if name not in REGISTRY:
+        raise TunesiftError(f"unknown method {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def available_methods() -> dict[str, type["Method"]]:
+    from . import _load_all  # noqa: F401
+    return dict(sorted(REGISTRY.items()))
+
+
+@dataclass
+class Context:
+    """Run-wide settings and lazily loaded models, shared by every method in a run."""
+
+    model: str | None = None
+    device: str | None = "auto"
+    dtype: str | None = "auto"
+    batch_tokens: int = 16384
+    max_length: int | None = None    # overrides a method's own default when set
+    cache_dir: str | None = None
+    use_cache: bool = True
+    progress: bool = True
+    trust_remote_code: bool = False
+    turns: str = "last"
+    seed: int = 0
+    lm: LoadedLM | None = None
+    engines: dict = field(default_factory=dict)
+
+    def causal_lm(self) -> LoadedLM:
+        if self.lm is None:
+            self.lm = load_causal_lm(self.model, self.device, self.dtype, self.trust_remote_code, self.cache_dir)
+        return self.lm
+
+    def engine(self, max_length: int):
+        from ..signals import LikelihoodEngine
+        max_length = self.max_length or max_length
+        if max_length not in self.engines:
+            self.engines[max_length] = LikelihoodEngine(
+                self.causal_lm(), max_length=max_length, batch_tokens=self.batch_tokens,
+                cache_dir=self.cache_dir, use_cache=self.use_cache, progress=self.progress)
+        return self.engines[max_length]
+
+    def engine_stats(self) -> dict:
+        return {str(k): dataclasses.asdict(e.stats) for k, e in self.engines.items()}
+
+
+class Method:
+    """Base class: parameters in ``Config``, measurements in ``score``, choice in ``select``."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = type("EmptyConfig", (), {})
+    paper: ClassVar[str] = ""
+    venue: ClassVar[str] = ""
+    code: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ()
+    summary: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    default_budget: ClassVar[str | None] = "5%"
+
+    def __init__(self, config: Any = None, **params: Any):
+        if config is not None and params:
+            raise TypeError("pass either a config object or keyword parameters, not both")
+        if config is None:
+            valid = {f.name for f in dataclasses.fields(self.Config)} if dataclasses.is_dataclass(self.Config) else set()
+            unknown = set(params) - valid
+            if unknown:
+                raise TunesiftError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; valid: {sorted(valid)}")
+            config = self.Config(**params)
+        self.config = config
+        validate = getattr(self.config, "validate", None)
+        if validate:
+            validate()
+
+    def params(self) -> dict:
+        return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else {}
+
+    def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
+        return top_k(table["score"].to_numpy(), budget, table["eligible"].to_numpy(), self.higher_is_better)
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {"name": cls.name, "paper": cls.paper, "venue": cls.venue, "code": cls.code,
+                "needs": list(cls.needs), "summary": cls.summary, "default_budget": cls.default_budget,
+                "parameters": {f.name: f.default for f in dataclasses.fields(cls.Config)}
+                if dataclasses.is_dataclass(cls.Config) else {}}
+
+
+def choose(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise TunesiftError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")

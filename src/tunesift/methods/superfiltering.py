@@ -1,0 +1,46 @@
+"""Superfiltering: weak-to-strong data filtering.
+
+Li et al., "Superfiltering: Weak-to-Strong Data Filtering for Fast Instruction-Tuning", ACL 2024.
+Official code: github.com/tianyi-lab/Superfiltering.
+
+IFD computed by a small filter model as a perplexity ratio PPL(A|Q) / PPL(A), prompt
+"{instruction}\\n{input}\\n" with no system text, the bare response in the direct pass,
+max_length 1024, keep IFD < 1, top-k by IFD.
+
+Faithfulness notes:
+- The paper's filter model is GPT-2 (124M); offline, tunesift's default is SmolLM2-135M-Instruct
+  (pass ``--model gpt2`` or a local GPT-2 path for the paper's setting).
+- The official ``select_data.py`` sizes the budget as int(52002 * rate), Alpaca's size hard-coded;
+  here a fraction applies to the given data.
+- The official scorer maps any exception to IFD 0 (silently excluded); here such examples are
+  ineligible with a stated reason.
+- Long examples: the official code truncates (it does not drop); so does this default, scoring the
+  same response prefix in both passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import register
+from .ifd import IFD, IFDConfig
+
+
+@dataclass
+class SuperfilteringConfig(IFDConfig):
+    variant: str = "ppl_ratio"
+    template: str = "plain"
+    direct_prefix: str | None = ""
+    max_length: int = 1024
+    truncation: str = "truncate"
+    max_ifd: float = 1.0
+    strict: bool = True
+
+
+@register
+class Superfiltering(IFD):
+    name = "superfiltering"
+    Config = SuperfilteringConfig
+    paper = "Superfiltering: Weak-to-Strong Data Filtering for Fast Instruction-Tuning"
+    venue = "ACL 2024"
+    code = "https://github.com/tianyi-lab/Superfiltering"
+    summary = "IFD as PPL(A|Q)/PPL(A) from a small filter model, plain prompt, keep IFD < 1, top-k."

@@ -1,0 +1,274 @@
+"""The batched likelihood engine: token-level NLL of target spans, for every likelihood method.
+
+For a list of renderings (text + target character spans) it returns, per rendering, the summed and
+mean NLL over target tokens, the number of target tokens scored and whether truncation cut any.
+
+Why it is fast:
+- requests are sorted by length and packed into token-budget batches (little padding);
+- the LM head runs only at target positions (the decoder body runs once over the batch; the
+  vocabulary projection, the biggest matmul of a small model, is skipped for prompt tokens);
+- tokens after the last target are never fed; ``use_cache=False``; ``torch.inference_mode``;
+- results are cached content-addressed on disk (``ShardCache``), so repeated or resumed runs cost
+  nothing for finished work.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data.errors import TunesiftError
+from ..models.loading import LoadedLM, cache_root
+from ..models.templates import Rendered
+from .cache import ShardCache
+
+log = logging.getLogger("tunesift")
+ENGINE_VERSION = "1"
+
+
+@dataclass
+class NLLResult:
+    sum_nll: np.ndarray      # float64, summed over scored target tokens
+    n_tokens: np.ndarray     # int, target tokens scored
+    n_target: np.ndarray     # int, target tokens before truncation
+    truncated: np.ndarray    # bool, some target tokens fell beyond max_length
+
+    @property
+    def mean_nll(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.n_tokens > 0, self.sum_nll / np.maximum(self.n_tokens, 1), np.nan)
+
+    @property
+    def ppl(self) -> np.ndarray:
+        return np.exp(self.mean_nll)
+
+    def grouped(self, groups: np.ndarray, n: int) -> "NLLResult":
+        """Sum several renderings per example (e.g. one per assistant turn)."""
+        return NLLResult(np.bincount(groups, self.sum_nll, n), np.bincount(groups, self.n_tokens, n).astype(int),
+                         np.bincount(groups, self.n_target, n).astype(int),
+                         np.bincount(groups, self.truncated.astype(int), n) > 0)
+
+
+@dataclass
+class _Prepared:
+    ids: np.ndarray          # token ids up to and including the last scored target
+    pos: np.ndarray          # positions of scored target tokens (each >= 1)
+    n_target: int
+    truncated: bool
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    cached: int = 0
+    computed: int = 0
+    batches: int = 0
+    tokens: int = 0          # tokens fed to the model (padding excluded)
+    padded_tokens: int = 0   # tokens fed including padding
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class LikelihoodEngine:
+    """Batched, cached conditional-NLL scorer over one causal LM.
+
+    Parameters are fixed at construction (scikit-learn style); ``nll`` is the only verb.
+    """
+
+    def __init__(self, lm: LoadedLM, max_length: int = 1024, batch_tokens: int = 16384, max_batch_size: int = 256,
+                 cache_dir: str | None = None, use_cache: bool = True, progress: bool = True,
+                 flush_every: int = 256, flush_seconds: float = 30.0, head_chunk: int = 4096):
+        if max_length < 2:
+            raise TunesiftError("max_length must be at least 2")
+        self.lm = lm
+        self.max_length = max_length
+        self.batch_tokens = max(batch_tokens, max_length)
+        self.max_batch_size = max_batch_size
+        self.progress = progress
+        self.flush_every, self.flush_seconds, self.head_chunk = flush_every, flush_seconds, head_chunk
+        self.cache = None
+        if use_cache:
+            ns = f"likelihood/{lm.fingerprint.replace('/', '_')}-{lm.dtype}-v{ENGINE_VERSION}"
+            self.cache = ShardCache(cache_root(cache_dir), ns, ("sum_nll", "n_tokens"))
+        self.stats = EngineStats()
+        self._fast_path: bool | None = None
+        tok = lm.tokenizer
+        if not getattr(tok, "is_fast", False):
+            raise TunesiftError("the likelihood engine needs a fast (Rust) tokenizer for token offsets; "
+                                f"{type(tok).__name__} is not one")
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
+    # ------------------------------------------------------------ tokenisation
+    def prepare(self, requests: Sequence[Rendered], max_target_tokens: Sequence[int | None] | None = None) -> list[_Prepared]:
+        out: list[_Prepared | None] = [None] * len(requests)
+        for flag in (True, False):
+            idx = [i for i, r in enumerate(requests) if r.add_special_tokens == flag]
+            if not idx:
+                continue
+            enc = self.lm.tokenizer([requests[i].text for i in idx], add_special_tokens=flag,
+                                    return_offsets_mapping=True, return_attention_mask=False)
+            for j, i in enumerate(idx):
+                ids = np.asarray(enc["input_ids"][j], dtype=np.int64)
+                offs = np.asarray(enc["offset_mapping"][j], dtype=np.int64).reshape(-1, 2)
+                cap = max_target_tokens[i] if max_target_tokens is not None else None
+                out[i] = self._prepare_one(ids, offs, requests[i].spans, cap)
+        return out  # type: ignore[return-value]
+
+    def _prepare_one(self, ids: np.ndarray, offs: np.ndarray, spans, cap: int | None) -> _Prepared:
+        s, e = offs[:, 0], offs[:, 1]
+        mask = np.zeros(len(ids), dtype=bool)
+        for a, b in spans:
+            mask |= (e > s) & (s < b) & (e > a)   # a token overlapping the span (special tokens have s == e)
+        mask[:1] = False                          # position 0 has no prediction
+        pos = np.flatnonzero(mask)
+        n_target = len(pos)
+        if cap is not None:
+            pos = pos[:cap]
+            n_target = min(n_target, cap)
+        kept = pos[pos < self.max_length]
+        truncated = len(kept) < n_target
+        end = int(kept[-1]) + 1 if len(kept) else 0
+        return _Prepared(ids[:end], kept, n_target, truncated)
+
+    # ------------------------------------------------------------ scoring
+    def nll(self, requests: Sequence[Rendered], max_target_tokens: Sequence[int | None] | None = None,
+            desc: str = "scoring") -> NLLResult:
+        t0 = time.perf_counter()
+        prep = self.prepare(requests, max_target_tokens)
+        n = len(prep)
+        sum_nll = np.zeros(n, dtype=np.float64)
+        n_tok = np.array([len(p.pos) for p in prep], dtype=np.int64)
+        result = NLLResult(sum_nll, n_tok, np.array([p.n_target for p in prep], dtype=np.int64),
+                           np.array([p.truncated for p in prep], dtype=bool))
+        keys: list[bytes | None] = [None] * n
+        todo = []
+        if self.cache is not None:
+            self.cache.load()
+        for i, p in enumerate(prep):
+            if len(p.pos) == 0:
+                continue
+            if self.cache is not None:
+                keys[i] = ShardCache.key(p.ids.astype(np.int64).tobytes(), p.pos.astype(np.int64).tobytes())
+                hit = self.cache.get(keys[i])
+                if hit is not None:
+                    sum_nll[i] = hit[0]
+                    self.stats.cached += 1
+                    continue
+            todo.append(i)
+        self.stats.requests += n
+        if todo:
+            self._run(prep, todo, keys, sum_nll, desc)
+        self.stats.seconds += time.perf_counter() - t0
+        return result
+
+    def _batches(self, prep: list[_Prepared], todo: list[int]) -> list[list[int]]:
+        order = sorted(todo, key=lambda i: -len(prep[i].ids))
+        batches, cur, cur_len = [], [], 0
+        for i in order:
+            L = len(prep[i].ids)
+            if cur and ((len(cur) + 1) * cur_len > self.batch_tokens or len(cur) >= self.max_batch_size):
+                batches.append(cur)
+                cur = []
+            if not cur:
+                cur_len = L
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+        return batches
+
+    def _run(self, prep, todo, keys, sum_nll, desc) -> None:
+        import torch
+        from tqdm.auto import tqdm
+
+        batches = self._batches(prep, todo)
+        last_flush = time.perf_counter()
+        bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, dynamic_ncols=True, leave=False)
+        t_start, tokens_done = time.perf_counter(), 0
+        try:
+            with torch.inference_mode():
+                for b in batches:
+                    sums = self._forward([prep[i] for i in b])
+                    for i, v in zip(b, sums):
+                        sum_nll[i] = v
+                        if self.cache is not None and keys[i] is not None:
+                            self.cache.put(keys[i], (float(v), int(len(prep[i].pos))))
+                    ntok = sum(len(prep[i].ids) for i in b)
+                    tokens_done += ntok
+                    self.stats.tokens += ntok
+                    self.stats.padded_tokens += len(b) * max(len(prep[i].ids) for i in b)
+                    self.stats.computed += len(b)
+                    self.stats.batches += 1
+                    bar.update(len(b))
+                    bar.set_postfix(tok_s=f"{tokens_done / max(time.perf_counter() - t_start, 1e-9):,.0f}", refresh=False)
+                    if self.cache is not None and (self.cache.pending >= self.flush_every
+                                                   or time.perf_counter() - last_flush > self.flush_seconds):
+                        self.cache.flush()
+                        last_flush = time.perf_counter()
+        finally:
+            bar.close()
+            if self.cache is not None:
+                self.cache.flush()   # keep whatever finished, even when interrupted
+
+    # ------------------------------------------------------------ model
+    def _forward(self, items: list[_Prepared]) -> list[float]:
+        import torch
+        import torch.nn.functional as F
+
+        model = self.lm.model
+        dev = next(model.parameters()).device
+        B, L = len(items), max(len(p.ids) for p in items)
+        ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+        att = torch.zeros((B, L), dtype=torch.long)
+        for r, p in enumerate(items):
+            ids[r, :len(p.ids)] = torch.from_numpy(p.ids)
+            att[r, :len(p.ids)] = 1
+        rows = torch.from_numpy(np.concatenate([np.full(len(p.pos), r) for r, p in enumerate(items)]))
+        cols = torch.from_numpy(np.concatenate([p.pos for p in items]))
+        ids, att, rows, cols = ids.to(dev), att.to(dev), rows.to(dev), cols.to(dev)
+        targets = ids[rows, cols]
+        if self._fast_path is None:
+            self._fast_path = self._check_fast_path(ids[:1, : min(L, 64)], att[:1, : min(L, 64)])
+        if self._fast_path:
+            h = model.base_model(input_ids=ids, attention_mask=att, use_cache=False)[0]
+            hs = h[rows, cols - 1]
+            head = model.get_output_embeddings()
+            nll = torch.cat([self._ce(head(hs[k:k + self.head_chunk]), targets[k:k + self.head_chunk], F)
+                             for k in range(0, len(hs), self.head_chunk)])
+        else:
+            logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits
+            nll = self._ce(logits[rows, cols - 1], targets, F)
+        sums = torch.zeros(B, dtype=torch.float64, device=dev).index_add_(0, rows, nll.double())
+        return sums.cpu().tolist()
+
+    def _ce(self, logits, targets, F):
+        logits = logits.float()
+        cap = getattr(self.lm.model.config, "final_logit_softcapping", None)
+        if cap:
+            logits = cap * __import__("torch").tanh(logits / cap)
+        return F.cross_entropy(logits, targets, reduction="none")
+
+    def _check_fast_path(self, ids, att) -> bool:
+        """Body + head at target positions must equal the model's own logits; some architectures
+        scale or post-process logits in ways the fast path would miss, so check once per model."""
+        import torch
+        model = self.lm.model
+        try:
+            head = model.get_output_embeddings()
+            if head is None:
+                return False
+            ref = model(input_ids=ids, attention_mask=att, use_cache=False).logits.float()
+            h = model.base_model(input_ids=ids, attention_mask=att, use_cache=False)[0]
+            fast = head(h).float()
+            cap = getattr(model.config, "final_logit_softcapping", None)
+            if cap:
+                fast = cap * torch.tanh(fast / cap)
+            ok = torch.allclose(ref, fast, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
+        except Exception as e:  # noqa: BLE001 - any failure means: use the plain path
+            log.info("fast head path unavailable (%s); using full logits", e)
+            return False
+        if not ok:
+            log.warning("model %s post-processes its logits; scoring with full logits (slower)", self.lm.name)
+        return bool(ok)
