@@ -1,0 +1,136 @@
+"""The batched engine against a plain per-example transformers forward written here."""
+import numpy as np
+import pytest
+import torch
+
+from tunesift.models.templates import Rendered, render_conversation, render_direct
+from tunesift.signals import LikelihoodEngine
+
+TEXTS = [
+    ("Question: what is the capital of France?\nAnswer:", " The capital of France is Paris."),
+    ("Translate: good morning\n", "Guten Morgen."),
+    ("", "def add(a, b):\n    return a + b\n"),
+    ("Below is an instruction that describes a task.\n\n### Instruction:\nCount.\n\n### Response:", "1, 2, 3, 4, 5"),
+    ("x" * 10, "The quick brown fox jumps over the lazy dog. " * 3),
+]
+
+
+def reference_nll(lm, text, start_char, end_char, add_special_tokens=True, max_length=None):
+    """Per-example reference: one forward, labels -100 outside the target, HF's own loss."""
+    tok = lm.tokenizer
+    enc = tok(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    ids = torch.tensor([enc["input_ids"]])
+    labels = torch.full_like(ids, -100)
+    for j, (s, e) in enumerate(enc["offset_mapping"]):
+        if e > s and s < end_char and e > start_char:
+            labels[0, j] = ids[0, j]
+    if max_length:
+        ids, labels = ids[:, :max_length], labels[:, :max_length]
+    n = int((labels[0, 1:] != -100).sum())
+    with torch.no_grad():
+        loss = lm.model(input_ids=ids, labels=labels).loss.item()
+    return loss, n
+
+
+@pytest.mark.parametrize("which", ["tiny_llama", "tiny_gpt2"])
+def test_engine_matches_per_example_forward(which, request, tmp_path):
+    lm = request.getfixturevalue(which)
+    reqs = [Rendered(c + t, ((len(c), len(c + t)),)) for c, t in TEXTS]
+    eng = LikelihoodEngine(lm, max_length=256, batch_tokens=64, cache_dir=tmp_path, progress=False)
+    res = eng.nll(reqs)
+    assert eng.stats.batches > 1          # really batched with padding, several batches
+    for i, (c, t) in enumerate(TEXTS):
+        ref, n = reference_nll(lm, c + t, len(c), len(c + t))
+        assert res.n_tokens[i] == n
+        assert res.mean_nll[i] == pytest.approx(ref, rel=1e-5)
+    assert not res.truncated.any()
+
+
+def test_truncation_flags_and_caps(tiny_llama, tmp_path):
+    c, t = TEXTS[4]
+    r = Rendered(c + t, ((len(c), len(c + t)),))
+    eng = LikelihoodEngine(tiny_llama, max_length=16, cache_dir=tmp_path, progress=False)
+    res = eng.nll([r])
+    ref, n = reference_nll(tiny_llama, c + t, len(c), len(c + t), max_length=16)
+    assert res.truncated[0] and res.n_tokens[0] == n < res.n_target[0]
+    assert res.mean_nll[0] == pytest.approx(ref, rel=1e-5)
+    capped = LikelihoodEngine(tiny_llama, max_length=256, cache_dir=tmp_path, progress=False).nll([r], max_target_tokens=[5])
+    assert capped.n_tokens[0] == 5 and not capped.truncated[0]
+
+
+def test_multiple_spans_sum(tiny_llama, tmp_path):
+    text = "Q: hi\nA: hello\nQ: capital of France?\nA: Paris."
+    s1 = (text.index("hello"), text.index("hello") + 5)
+    s2 = (text.index("Paris."), len(text))
+    eng = LikelihoodEngine(tiny_llama, max_length=256, cache_dir=tmp_path, progress=False)
+    both = eng.nll([Rendered(text, (s1, s2))])
+    one = eng.nll([Rendered(text, (s1,)), Rendered(text, (s2,))])
+    assert both.n_tokens[0] == one.n_tokens.sum()
+    assert both.sum_nll[0] == pytest.approx(one.sum_nll.sum(), rel=1e-6)
+
+
+def test_span_located_by_offsets_not_text_search(tiny_llama, tmp_path):
+    # The response text also occurs inside the prompt: rfind-style location would still work here,
+    # but find-style would not; offsets pick exactly the span we name.
+    prompt = "Repeat: Paris.\n"
+    text = prompt + "Paris."
+    eng = LikelihoodEngine(tiny_llama, max_length=256, cache_dir=tmp_path, progress=False)
+    res = eng.nll([Rendered(text, ((len(prompt), len(text)),))])
+    ref, n = reference_nll(tiny_llama, text, len(prompt), len(text))
+    assert res.mean_nll[0] == pytest.approx(ref, rel=1e-5) and res.n_tokens[0] == n
+
+
+def test_cache_resume_after_crash_recomputes_nothing_finished(tiny_llama, tmp_path):
+    reqs = [Rendered(f"Item {i}: " + "word " * (i % 7), ((0, 6 + (i % 7) * 5),)) for i in range(40)]
+    clean = LikelihoodEngine(tiny_llama, max_length=128, use_cache=False, progress=False).nll(reqs)
+
+    eng = LikelihoodEngine(tiny_llama, max_length=128, batch_tokens=128, cache_dir=tmp_path, progress=False, flush_every=1)
+    real_forward, calls = eng._forward, {"n": 0}
+
+    def dying_forward(items):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt("killed")
+        return real_forward(items)
+
+    eng._forward = dying_forward
+    with pytest.raises(KeyboardInterrupt):
+        eng.nll(reqs)
+    done = eng.stats.computed
+    assert 0 < done < len(reqs)
+
+    again = LikelihoodEngine(tiny_llama, max_length=128, batch_tokens=128, cache_dir=tmp_path, progress=False)
+    res = again.nll(reqs)
+    assert again.stats.cached == done and again.stats.computed == len(reqs) - done
+    np.testing.assert_allclose(res.sum_nll, clean.sum_nll, rtol=1e-6)
+
+    third = LikelihoodEngine(tiny_llama, max_length=128, cache_dir=tmp_path, progress=False)
+    third.nll(reqs)
+    assert third.stats.computed == 0
+
+
+def test_cache_recomputes_only_what_changed(tiny_llama, alpaca_file, tmp_path):
+    from tunesift.data import read_dataset
+    ds = read_dataset(alpaca_file)
+    eng = LikelihoodEngine(tiny_llama, max_length=256, cache_dir=tmp_path, progress=False)
+    direct = [render_direct(e.response, "### Response:") for e in ds.examples]
+    eng.nll([render_conversation(e, "alpaca") for e in ds.examples] + direct)
+    eng2 = LikelihoodEngine(tiny_llama, max_length=256, cache_dir=tmp_path, progress=False)
+    eng2.nll([render_conversation(e, "vicuna") for e in ds.examples] + direct)   # a new template
+    assert eng2.stats.cached == len(ds) and eng2.stats.computed == len(ds)
+
+
+def test_chat_template_spans(tmp_path):
+    from tunesift.data.io import Example
+    from transformers import PreTrainedTokenizerFast
+    from .conftest import _tokenizer
+    tok: PreTrainedTokenizerFast = _tokenizer()
+    tok.chat_template = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+                         "{% if add_generation_prompt %}<s>assistant\n{% endif %}")
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there"},
+            {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye"}]
+    ex = Example("a", 0, 1, msgs, {})
+    last = render_conversation(ex, "chat", tok, "last")
+    assert [last.text[a:b] for a, b in last.spans] == ["Goodbye"] and not last.add_special_tokens
+    both = render_conversation(ex, "chat", tok, "all")
+    assert [both.text[a:b] for a, b in both.spans] == ["Hello there", "Goodbye"]
