@@ -72,7 +72,9 @@ class Context:
 
     def causal_lm(self) -> LoadedLM:
         if self.lm is None:
-            self.lm = load_causal_lm(self.model, self.device, self.dtype, self.trust_remote_code, self.cache_dir)
+            # Converted models live in the shared model cache ($TUNESIFT_CACHE or ~/.cache/tunesift),
+            # not in the per-run score cache, so a new --cache-dir does not convert the model again.
+            self.lm = load_causal_lm(self.model, self.device, self.dtype, self.trust_remote_code)
         return self.lm
 
     def engine(self, max_length: int):

@@ -80,13 +80,15 @@ class LikelihoodEngine:
 
     def __init__(self, lm: LoadedLM, max_length: int = 1024, batch_tokens: int = 16384, max_batch_size: int = 256,
                  cache_dir: str | None = None, use_cache: bool = True, progress: bool = True,
-                 flush_every: int = 256, flush_seconds: float = 30.0, head_chunk: int = 4096):
+                 flush_every: int = 256, flush_seconds: float = 30.0, head_chunk: int = 4096,
+                 max_padding: float = 0.1):
         if max_length < 2:
             raise TunesiftError("max_length must be at least 2")
         self.lm = lm
         self.max_length = max_length
         self.batch_tokens = max(batch_tokens, max_length)
         self.max_batch_size = max_batch_size
+        self.max_padding = max_padding
         self.progress = progress
         self.flush_every, self.flush_seconds, self.head_chunk = flush_every, flush_seconds, head_chunk
         self.cache = None
@@ -165,11 +167,16 @@ class LikelihoodEngine:
         return result
 
     def _batches(self, prep: list[_Prepared], todo: list[int]) -> list[list[int]]:
+        """Longest first, packed up to ``batch_tokens`` padded tokens; a batch also closes when the
+        next sequence is so much shorter than the batch's longest that padding would exceed
+        ``max_padding`` (padding is pure waste on a compute-bound CPU, and cheap to avoid on GPU
+        where a real pool is dense in every length)."""
         order = sorted(todo, key=lambda i: -len(prep[i].ids))
         batches, cur, cur_len = [], [], 0
         for i in order:
             L = len(prep[i].ids)
-            if cur and ((len(cur) + 1) * cur_len > self.batch_tokens or len(cur) >= self.max_batch_size):
+            if cur and ((len(cur) + 1) * cur_len > self.batch_tokens or len(cur) >= self.max_batch_size
+                        or L < (1 - self.max_padding) * cur_len):
                 batches.append(cur)
                 cur = []
             if not cur:
@@ -230,7 +237,10 @@ class LikelihoodEngine:
         ids, att, rows, cols = ids.to(dev), att.to(dev), rows.to(dev), cols.to(dev)
         targets = ids[rows, cols]
         if self._fast_path is None:
-            self._fast_path = self._check_fast_path(ids[:1, : min(L, 64)], att[:1, : min(L, 64)])
+            n0 = min(len(items[0].ids), 64)
+            self._fast_path = self._check_fast_path(ids[:1, :n0], att[:1, :n0])
+        if bool(att.all()):
+            att = None   # no padding: lets attention take its plain causal path
         if self._fast_path:
             h = model.base_model(input_ids=ids, attention_mask=att, use_cache=False)[0]
             hs = h[rows, cols - 1]

@@ -1,0 +1,67 @@
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from tunesift.cli import app
+
+from .conftest import ALPACA
+
+runner = CliRunner()
+
+
+def test_help_and_methods():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0 and "tunesift select" in r.output
+    r = runner.invoke(app, ["methods", "--json"])
+    names = {m["name"] for m in json.loads(r.output)}
+    assert {"ifd", "superfiltering", "rifd", "perplexity", "grape", "random"} <= names
+
+
+def test_select_with_local_model_dir(tiny_model_dir, alpaca_file, tmp_path):
+    out = tmp_path / "out" / "sel.json"
+    args = ["select", str(alpaca_file), "-m", "ifd", "-b", "50%", "-o", str(out), "--model", str(tiny_model_dir),
+            "--cache-dir", str(tmp_path / "c"), "-q", "-p", "variant=ppl_ratio"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    sel = json.loads(out.read_text())
+    assert 0 < len(sel) <= 4 and all(s in ALPACA for s in sel)
+    man = json.loads((tmp_path / "out" / "sel.manifest.json").read_text())
+    assert man["parameters"]["variant"] == "ppl_ratio" and man["model"]["name"] == str(tiny_model_dir)
+    # a second run is served from the cache and writes the same selection
+    before = out.read_bytes()
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and out.read_bytes() == before
+    assert "0 computed" in r.output.replace(",", "") or "from cache" in r.output
+
+
+def test_score_and_inspect(tiny_model_dir, alpaca_file, tmp_path):
+    out = tmp_path / "s.parquet"
+    r = runner.invoke(app, ["score", str(alpaca_file), "-m", "perplexity", "-p", "template=alpaca", "-o", str(out),
+                            "--model", str(tiny_model_dir), "--cache-dir", str(tmp_path / "c"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert len(pd.read_parquet(out)) == len(ALPACA)
+    r = runner.invoke(app, ["inspect", str(alpaca_file), "--json"])
+    rep = json.loads(r.output)
+    assert rep["format"] == "alpaca" and rep["examples"] == len(ALPACA)
+
+
+def test_bad_input_is_a_clear_cli_error(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"instruction": "x", "output": "y"}\n{"instruction": "x"}\n')
+    r = runner.invoke(app, ["select", str(p), "-m", "random", "-b", "1", "-o", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 2
+    assert "line 2" in r.output and "'output'" in r.output
+    assert not (tmp_path / "o.jsonl").exists()
+    r = runner.invoke(app, ["select", str(p), "-m", "random", "-b", "1", "-o", str(tmp_path / "o.jsonl"),
+                            "--on-error", "skip", "-q"])
+    assert r.exit_code == 0 and "missing_field" in r.output
+    man = json.loads((tmp_path / "o.manifest.json").read_text())
+    assert man["skipped"]["by_reason"] == {"missing_field": 1}
+
+
+def test_unknown_method_and_param(alpaca_file, tmp_path):
+    r = runner.invoke(app, ["select", str(alpaca_file), "-m", "nope", "-o", str(tmp_path / "o.json")])
+    assert r.exit_code == 2 and "unknown method" in r.output
+    r = runner.invoke(app, ["select", str(alpaca_file), "-m", "ifd", "-p", "colour=red", "-o", str(tmp_path / "o.json")])
+    assert r.exit_code == 2 and "unknown parameter" in r.output

