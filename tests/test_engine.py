@@ -22,7 +22,7 @@ def reference_nll(lm, text, start_char, end_char, add_special_tokens=True, max_l
     ids = torch.tensor([enc["input_ids"]])
     labels = torch.full_like(ids, -100)
     for j, (s, e) in enumerate(enc["offset_mapping"]):
-        if e > s and s < end_char and e > start_char:
+        if e > s and start_char <= s < end_char:
             labels[0, j] = ids[0, j]
     if max_length:
         ids, labels = ids[:, :max_length], labels[:, :max_length]
@@ -67,6 +67,22 @@ def test_multiple_spans_sum(tiny_llama, tmp_path):
     one = eng.nll([Rendered(text, (s1,)), Rendered(text, (s2,))])
     assert both.n_tokens[0] == one.n_tokens.sum()
     assert both.sum_nll[0] == pytest.approx(one.sum_nll.sum(), rel=1e-6)
+
+
+def test_straddling_token_is_context_as_in_authors_scripts(tiny_llama, tmp_path):
+    """'### Response:' + '"Hi"': if ':"' is one token it is context, as when the authors count the
+    tokens of the prefix alone."""
+    tok = tiny_llama.tokenizer
+    for prefix, resp in [("### Response:", '"Quoted" answer'), ("### Response:", "- item one"), ("Q:", " plain")]:
+        text = prefix + resp
+        eng = LikelihoodEngine(tiny_llama, max_length=256, use_cache=False, progress=False)
+        res = eng.nll([Rendered(text, ((len(prefix), len(text)),))])
+        ids = torch.tensor([tok(text)["input_ids"]])
+        labels = ids.clone()
+        labels[0, : len(tok(prefix)["input_ids"])] = -100
+        with torch.no_grad():
+            ref = tiny_llama.model(input_ids=ids, labels=labels).loss.item()
+        assert res.mean_nll[0] == pytest.approx(ref, rel=1e-5)
 
 
 def test_span_located_by_offsets_not_text_search(tiny_llama, tmp_path):
@@ -134,3 +150,16 @@ def test_chat_template_spans(tmp_path):
     assert [last.text[a:b] for a, b in last.spans] == ["Goodbye"] and not last.add_special_tokens
     both = render_conversation(ex, "chat", tok, "all")
     assert [both.text[a:b] for a, b in both.spans] == ["Hello there", "Goodbye"]
+
+
+@pytest.mark.parametrize("which", ["tiny_llama", "tiny_gpt2"])
+def test_shared_prefix_reuse_gives_the_same_scores(which, request, alpaca_file):
+    from tunesift.data import read_dataset
+    lm = request.getfixturevalue(which)
+    ds = read_dataset(alpaca_file)
+    reqs = [render_conversation(e, "alpaca") for e in ds.examples] * 3
+    shared = LikelihoodEngine(lm, max_length=256, use_cache=False, progress=False)
+    res = shared.nll(reqs)
+    assert shared._prefix_ok is True          # the preamble's KV really was reused
+    plain = LikelihoodEngine(lm, max_length=256, use_cache=False, progress=False, share_prefix=False).nll(reqs)
+    np.testing.assert_allclose(res.sum_nll, plain.sum_nll, rtol=1e-5)

@@ -81,7 +81,7 @@ class LikelihoodEngine:
     def __init__(self, lm: LoadedLM, max_length: int = 1024, batch_tokens: int = 16384, max_batch_size: int = 256,
                  cache_dir: str | None = None, use_cache: bool = True, progress: bool = True,
                  flush_every: int = 256, flush_seconds: float = 30.0, head_chunk: int = 4096,
-                 max_padding: float = 0.1):
+                 max_padding: float = 0.1, share_prefix: bool = True, min_shared_prefix: int = 4):
         if max_length < 2:
             raise TunesiftError("max_length must be at least 2")
         self.lm = lm
@@ -89,6 +89,8 @@ class LikelihoodEngine:
         self.batch_tokens = max(batch_tokens, max_length)
         self.max_batch_size = max_batch_size
         self.max_padding = max_padding
+        self.share_prefix, self.min_shared_prefix = share_prefix, min_shared_prefix
+        self._prefix_ok: bool | None = None
         self.progress = progress
         self.flush_every, self.flush_seconds, self.head_chunk = flush_every, flush_seconds, head_chunk
         self.cache = None
@@ -123,7 +125,10 @@ class LikelihoodEngine:
         s, e = offs[:, 0], offs[:, 1]
         mask = np.zeros(len(ids), dtype=bool)
         for a, b in spans:
-            mask |= (e > s) & (s < b) & (e > a)   # a token overlapping the span (special tokens have s == e)
+            # A target token starts inside the span (special tokens have s == e and never count).
+            # A token straddling the span's start (':"' in '### Response:"Hi"') stays context:
+            # the same tokens the authors' scripts label by counting the prefix's own tokens.
+            mask |= (e > s) & (s >= a) & (s < b)
         mask[:1] = False                          # position 0 has no prediction
         pos = np.flatnonzero(mask)
         n_target = len(pos)
@@ -171,14 +176,25 @@ class LikelihoodEngine:
         next sequence is so much shorter than the batch's longest that padding would exceed
         ``max_padding`` (padding is pure waste on a compute-bound CPU, and cheap to avoid on GPU
         where a real pool is dense in every length)."""
-        order = sorted(todo, key=lambda i: -len(prep[i].ids))
-        batches, cur, cur_len = [], [], 0
+        # Requests that open with the same template preamble are batched together, so the batch's
+        # shared prefix (whose KV is computed once) is the whole preamble; rare openings share a bucket.
+        K = 16
+        heads = {i: prep[i].ids[:min(K, int(prep[i].pos[0]))].tobytes() for i in todo}
+        counts: dict[bytes, int] = {}
+        for h in heads.values():
+            counts[h] = counts.get(h, 0) + 1
+        common = {h for h, c in counts.items() if c >= max(8, len(todo) // 50)} if self.share_prefix else set()
+        bucket = {h: j for j, h in enumerate(sorted(common))}
+        order = sorted(todo, key=lambda i: (bucket.get(heads[i], len(bucket)), -len(prep[i].ids)))
+        batches, cur, cur_len, cur_bucket = [], [], 0, None
         for i in order:
             L = len(prep[i].ids)
+            b = bucket.get(heads[i], len(bucket))
             if cur and ((len(cur) + 1) * cur_len > self.batch_tokens or len(cur) >= self.max_batch_size
-                        or L < (1 - self.max_padding) * cur_len):
+                        or L < (1 - self.max_padding) * cur_len or b != cur_bucket):
                 batches.append(cur)
                 cur = []
+            cur_bucket = b
             if not cur:
                 cur_len = L
             cur.append(i)
@@ -241,17 +257,56 @@ class LikelihoodEngine:
             self._fast_path = self._check_fast_path(ids[:1, :n0], att[:1, :n0])
         if bool(att.all()):
             att = None   # no padding: lets attention take its plain causal path
-        if self._fast_path:
-            h = model.base_model(input_ids=ids, attention_mask=att, use_cache=False)[0]
-            hs = h[rows, cols - 1]
-            head = model.get_output_embeddings()
-            nll = torch.cat([self._ce(head(hs[k:k + self.head_chunk]), targets[k:k + self.head_chunk], F)
-                             for k in range(0, len(hs), self.head_chunk)])
-        else:
+        if not self._fast_path:
             logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits
             nll = self._ce(logits[rows, cols - 1], targets, F)
+        else:
+            P = self._shared_prefix(items) if self.share_prefix and B > 1 else 0
+            if P and self._prefix_ok is None:   # validate the prefix path once against the plain one
+                a = self._fast_nll(ids, att, rows, cols, targets, 0)
+                b = self._fast_nll(ids, att, rows, cols, targets, P)
+                self._prefix_ok = bool(torch.allclose(a, b, rtol=1e-4, atol=1e-4))
+                if not self._prefix_ok:
+                    log.info("shared-prefix reuse disagrees with a plain forward for %s; disabled", self.lm.name)
+                nll = a
+            else:
+                nll = self._fast_nll(ids, att, rows, cols, targets, P if self._prefix_ok is not False else 0)
         sums = torch.zeros(B, dtype=torch.float64, device=dev).index_add_(0, rows, nll.double())
         return sums.cpu().tolist()
+
+    @staticmethod
+    def _cache_kw(body) -> str:
+        import inspect
+        # transformers renamed past_key_values to cache (5.x deprecation); accept both.
+        return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+
+    def _shared_prefix(self, items: list[_Prepared]) -> int:
+        """Tokens every sequence of the batch starts with (a template preamble), up to the token
+        before the first target, so every scored position's hidden state comes from the suffix pass."""
+        first = items[0].ids
+        n = min(min(len(p.ids) for p in items), min(int(p.pos[0]) for p in items) - 1)
+        if n < self.min_shared_prefix:
+            return 0
+        stack = np.stack([p.ids[:n] for p in items])
+        same = (stack == first[:n]).all(axis=0)
+        P = int(np.argmin(same)) if not same.all() else n
+        return P if P >= self.min_shared_prefix else 0
+
+    def _fast_nll(self, ids, att, rows, cols, targets, P: int):
+        """Decoder body once (reusing the KV of a shared ``P``-token prefix), head at targets only."""
+        import torch.nn.functional as F
+        model = self.lm.model
+        body = model.base_model
+        if P:
+            cache = body(input_ids=ids[:1, :P], use_cache=True).past_key_values
+            cache.batch_repeat_interleave(ids.shape[0])
+            h = body(input_ids=ids[:, P:], attention_mask=att, use_cache=True, **{self._cache_kw(body): cache})[0]
+        else:
+            h = body(input_ids=ids, attention_mask=att, use_cache=False)[0]
+        hs = h[rows, cols - 1 - P]
+        head = model.get_output_embeddings()
+        return __import__("torch").cat([self._ce(head(hs[k:k + self.head_chunk]), targets[k:k + self.head_chunk], F)
+                                        for k in range(0, len(hs), self.head_chunk)])
 
     def _ce(self, logits, targets, F):
         logits = logits.float()

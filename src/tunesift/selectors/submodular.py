@@ -1,0 +1,136 @@
+"""Facility location (lazy greedy; dense or sparse k-NN kernel) and DPP greedy MAP.
+
+Objectives are kept apart from optimisers (as apricot does): ``similarity`` builds a kernel,
+``facility_location`` maximises f(A) = sum_v max_{a in A} s(v, a) over it.
+"""
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from ..data.errors import TunesiftError
+from .kcenter import _check
+
+
+def similarity(X: np.ndarray, Y: np.ndarray | None = None, metric: str = "cosine") -> np.ndarray:
+    """Dense similarity. ``cosine``: dot products of L2-normalised rows. ``euclidean``: submodlib's
+    exp(-||x - y|| / dim) (unsquared distance over the embedding dimension; Superfiltering.D)."""
+    X = _check(X)
+    Y = X if Y is None else _check(Y)
+    if metric == "cosine":
+        Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        Yn = Xn if Y is X else Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)
+        return Xn @ Yn.T
+    if metric == "euclidean":
+        d2 = (X * X).sum(1)[:, None] - 2 * X @ Y.T + (Y * Y).sum(1)[None, :]
+        return np.exp(-np.sqrt(np.maximum(d2, 0)) / X.shape[1]).astype(np.float32)
+    raise TunesiftError("metric must be cosine or euclidean")
+
+
+def knn_similarity(X: np.ndarray, k: int = 20, metric: str = "cosine", chunk: int = 4096):
+    """Sparse kernel: each row keeps its k most similar points (itself included), as CSC columns.
+
+    Returns (indptr, rows, vals) of a column-compressed matrix: column a lists the points v that
+    count a among their k nearest, with s(v, a)."""
+    X = _check(X)
+    N = len(X)
+    k = min(k, N)
+    nbr = np.empty((N, k), dtype=np.int64)
+    val = np.empty((N, k), dtype=np.float32)
+    for s in range(0, N, chunk):
+        S = similarity(X[s:s + chunk], X, metric)
+        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        nbr[s:s + chunk] = part
+        val[s:s + chunk] = np.take_along_axis(S, part, axis=1)
+    cols = nbr.ravel()
+    order = np.argsort(cols, kind="stable")
+    rows = np.repeat(np.arange(N), k)[order]
+    indptr = np.searchsorted(cols[order], np.arange(N + 1))
+    return indptr, rows, val.ravel()[order]
+
+
+def facility_location(S=None, k: int = 10, *, sparse=None, initial: np.ndarray | None = None,
+                      return_gains: bool = False):
+    """Lazy greedy for facility location over a dense kernel ``S`` (N x N, rows = points covered,
+    columns = candidates) or a ``sparse`` kernel from ``knn_similarity``.  Gains are clipped at 0,
+    so negative similarities never reduce coverage.  ``initial``: coverage already achieved (e.g.
+    by a private set; FLCG-style conditioning)."""
+    if (S is None) == (sparse is None):
+        raise TunesiftError("pass exactly one of a dense kernel S or a sparse kernel")
+    n_cand = S.shape[1] if S is not None else len(sparse[0]) - 1
+    n_pts = S.shape[0] if S is not None else n_cand
+    cur = np.zeros(n_pts, dtype=np.float64) if initial is None else np.asarray(initial, np.float64).copy()
+
+    def gain(a: int) -> float:
+        if S is not None:
+            return float(np.maximum(S[:, a] - cur, 0).sum())
+        p0, p1 = sparse[0][a], sparse[0][a + 1]
+        return float(np.maximum(sparse[2][p0:p1] - cur[sparse[1][p0:p1]], 0).sum())
+
+    def add(a: int) -> None:
+        if S is not None:
+            np.maximum(cur, S[:, a], out=cur)
+        else:
+            p0, p1 = sparse[0][a], sparse[0][a + 1]
+            r = sparse[1][p0:p1]
+            cur[r] = np.maximum(cur[r], sparse[2][p0:p1])
+
+    heap = [(-gain(a), a) for a in range(n_cand)]
+    heapq.heapify(heap)
+    picks, gains = [], []
+    while heap and len(picks) < k:
+        neg, a = heapq.heappop(heap)
+        g = gain(a)
+        if heap and g < -heap[0][0] - 1e-12:
+            heapq.heappush(heap, (-g, a))   # stale bound: re-queue with the true gain
+            continue
+        picks.append(a)
+        gains.append(g)
+        add(a)
+    out = np.asarray(picks, dtype=np.int64)
+    return (out, np.asarray(gains)) if return_gains else out
+
+
+def facility_location_value(S: np.ndarray, picks) -> float:
+    if len(picks) == 0:
+        return 0.0
+    return float(np.maximum(S[:, list(picks)].max(axis=1), 0).sum())
+
+
+def dpp_greedy(X: np.ndarray, k: int, quality: np.ndarray | None = None, eps: float = 1e-10) -> np.ndarray:
+    """Fast greedy MAP inference for a DPP (Chen, Zhang, Zhou, NeurIPS 2018).
+
+    Kernel L = diag(q) S diag(q), S = cosine similarity of the rows of X; built on the fly, one row
+    per pick (O(N k) memory, no N x N matrix).  Each step adds the item with the largest marginal
+    gain in log det(L_A), via an incremental Cholesky factorisation."""
+    X = _check(X)
+    Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    N = len(Xn)
+    q = np.ones(N, np.float64) if quality is None else np.asarray(quality, np.float64)
+    if q.shape != (N,) or not np.isfinite(q).all() or (q < 0).any():
+        raise TunesiftError("quality must be N finite, non-negative values")
+    k = min(k, N)
+    cis = np.zeros((k, N), dtype=np.float64)
+    d2 = q * q * (Xn * Xn).sum(1)
+    picks: list[int] = []
+    j = int(np.argmax(d2))
+    while len(picks) < k:
+        if d2[j] < eps:
+            break
+        picks.append(j)
+        t = len(picks) - 1
+        Lj = q[j] * q * (Xn @ Xn[j]).astype(np.float64)
+        e = (Lj - cis[:t, j] @ cis[:t]) / np.sqrt(d2[j])
+        cis[t] = e
+        d2 = d2 - e * e
+        d2[picks] = -np.inf
+        j = int(np.argmax(d2))
+    return np.asarray(picks, dtype=np.int64)
+
+
+def logdet_diversity(X: np.ndarray, eps: float = 1e-6) -> float:
+    """log det(S + eps I) of the cosine kernel of the rows of X (higher = more diverse)."""
+    S = similarity(X, metric="cosine").astype(np.float64)
+    sign, val = np.linalg.slogdet(S + eps * np.eye(len(S)))
+    return float(val) if sign > 0 else float("-inf")
