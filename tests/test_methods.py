@@ -108,19 +108,21 @@ def test_random_is_seeded(alpaca_file):
 
 
 @pytest.mark.parametrize("name", sorted(available_methods()))
-def test_conformance_every_method(name, tiny_llama, alpaca_file, tmp_path):
+def test_conformance_every_method(name, tiny_llama, tiny_embedder, alpaca_file, tmp_path):
     """One fixed schema, deterministic selection, budget respected, outputs written for every method."""
     cls = available_methods()[name]
-    kw = dict(lm=tiny_llama, cache_dir=tmp_path / "cache", progress=False)
+    kw = dict(lm=tiny_llama, embedder=tiny_embedder, cache_dir=tmp_path / "cache", progress=False)
     if "template" in cls.describe()["parameters"] and cls.describe()["parameters"]["template"] in ("auto", "chat"):
         kw["template"] = "alpaca"   # the tiny tokenizer has no chat template
-    res = tunesift.select(alpaca_file, name, 3, output=tmp_path / "sel.jsonl", **kw)
+    budget = 3 if name != "superfiltering-d" else 1   # its pool is the top 20% by IFD: 1 of 8 here
+    res = tunesift.select(alpaca_file, name, budget, output=tmp_path / "sel.jsonl", **kw)
     t = res.table
     assert list(t.columns[: len(SCHEMA)]) == list(SCHEMA)
     assert len(t) == len(ALPACA) and t["eligible"].dtype == bool
     assert (t.loc[~t["eligible"], "reason"] != "").all() and (t.loc[t["eligible"], "reason"] == "").all()
+    assert t.loc[res.selected_indices, "score"].notna().all()
     assert len(res.selected_indices) <= 3 and t.loc[res.selected_indices, "eligible"].all()
-    again = tunesift.select(alpaca_file, name, 3, **kw)
+    again = tunesift.select(alpaca_file, name, budget, **kw)
     assert list(again.selected_indices) == list(res.selected_indices)
     written = [json.loads(l) for l in (tmp_path / "sel.jsonl").read_text().splitlines()]
     assert written == [ALPACA[i] for i in sorted(res.selected_indices)]

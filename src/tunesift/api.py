@@ -62,12 +62,14 @@ def _dataset(data: str | Path | Dataset, format: str | None, on_error: str, limi
 
 
 def _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress, trust_remote_code,
-             turns, seed, lm) -> Context:
+             turns, seed, lm, embedder) -> Context:
     if turns not in ("last", "all"):
         raise TunesiftError("turns must be 'last' or 'all'")
+    emb_obj = embedder if embedder is not None and not isinstance(embedder, str) else None
     return Context(model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                    cache_dir=cache_dir, use_cache=use_cache, progress=progress,
-                   trust_remote_code=trust_remote_code, turns=turns, seed=seed, lm=lm)
+                   trust_remote_code=trust_remote_code, turns=turns, seed=seed, lm=lm,
+                   embedder_model=embedder if isinstance(embedder, str) else None, embedder_obj=emb_obj)
 
 
 def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: str | None = None,
@@ -75,7 +77,7 @@ def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: st
           cache_dir: str | None = None, use_cache: bool = True, progress: bool = True, on_error: str = "raise",
           format: str | None = None, turns: str = "last", seed: int = 0, limit: int | None = None,
           trust_remote_code: bool = False, lm: LoadedLM | None = None, output: str | Path | None = None,
-          **params: Any) -> ScoreResult:
+          embedder: Any = None, **params: Any) -> ScoreResult:
     """Score every example of ``data`` with ``method``; optionally write the table as Parquet."""
     t0 = time.perf_counter()
     ds = _dataset(data, format, on_error, limit)
@@ -84,7 +86,7 @@ def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: st
     if isinstance(method, Method) and params:
         raise TunesiftError("pass method parameters either in the Method object or as keywords, not both")
     ctx = _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress,
-                   trust_remote_code, turns, seed, lm)
+                   trust_remote_code, turns, seed, lm, embedder)
     t1 = time.perf_counter()
     table = m.score(ds, ctx)
     if len(table) != len(ds):
@@ -166,6 +168,7 @@ def manifest(res: SelectionResult) -> dict:
         "budget": {"spec": str(res.budget), "kind": res.budget.kind, "value": res.budget.value, "op": res.budget.op},
         "run": {"seed": ctx.seed, "turns": ctx.turns, "batch_tokens": ctx.batch_tokens, "max_length_override": ctx.max_length},
         "model": ctx.lm.describe() if ctx.lm is not None else None,
+        "embedder": getattr(ctx.embedder_obj, "name", None),
         "data": {"path": str(ds.path), "format": ds.format, "container": ds.container, "fingerprint": ds.fingerprint},
         "counts": {"records_read": ds.read_total, "skipped_on_read": ds.skipped.total, "scored": len(ds),
                    "eligible": int(res.table["eligible"].sum()), "selected": int(len(res.selected_indices))},

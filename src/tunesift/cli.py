@@ -87,6 +87,7 @@ TURNS = typer.Option("last", "--turns", help="Multi-turn examples: score the las
 SEED = typer.Option(0, "--seed", help="Seed for every random choice (same inputs + seed = same selection).")
 LIMIT = typer.Option(None, "--limit", help="Read only the first N records (quick looks).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or info logs.")
+EMB = typer.Option(None, "--embedder", help="Sentence encoder for diversity methods: local path. Default: packaged all-MiniLM-L6-v2.")
 TRC = typer.Option(False, "--trust-remote-code", help="Allow model repos to run their own code (off by default).")
 
 
@@ -147,8 +148,8 @@ def _print_report(rep: dict) -> None:
 
 
 def _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format, turns, seed,
-            limit, quiet, trust_remote_code):
-    return dict(model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
+            limit, quiet, trust_remote_code, embedder=None):
+    return dict(embedder=embedder, model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                 cache_dir=cache_dir, use_cache=not no_cache, on_error=on_error, format=format, turns=turns,
                 seed=seed, limit=limit, progress=not quiet and sys.stderr.isatty() or os.environ.get("TUNESIFT_PROGRESS") == "1",
                 trust_remote_code=trust_remote_code)
@@ -160,7 +161,8 @@ def score(data: Path = typer.Argument(..., help="Dataset file."),
           method: str = M, param: Optional[List[str]] = P, model: Optional[str] = MODEL, device: str = DEVICE,
           dtype: str = DTYPE, batch_tokens: int = BT, max_length: Optional[int] = ML, cache_dir: Optional[str] = CACHE,
           no_cache: bool = NOCACHE, on_error: str = ONERR, format: Optional[str] = FMT, turns: str = TURNS,
-          seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC):
+          seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC,
+          embedder: Optional[str] = EMB):
     """Score every example (no selection) and write the table: id, index, line, score, eligible,
     reason, and the method's signals.
 
@@ -171,7 +173,7 @@ def score(data: Path = typer.Argument(..., help="Dataset file."),
     def go():
         res = api.score(data, method, output=output, **_common(model, device, dtype, batch_tokens, max_length, cache_dir,
                                                                  no_cache, on_error, format, turns, seed, limit, quiet,
-                                                                 trust_remote_code), **_params(param))
+                                                                 trust_remote_code, embedder), **_params(param))
         _summary(res, {"scores": str(output)})
     _run(go)
 
@@ -187,7 +189,8 @@ def select(data: Path = typer.Argument(..., help="Dataset file."),
            param: Optional[List[str]] = P, model: Optional[str] = MODEL, device: str = DEVICE, dtype: str = DTYPE,
            batch_tokens: int = BT, max_length: Optional[int] = ML, cache_dir: Optional[str] = CACHE,
            no_cache: bool = NOCACHE, on_error: str = ONERR, format: Optional[str] = FMT, turns: str = TURNS,
-           seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC):
+           seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC,
+           embedder: Optional[str] = EMB):
     """Score, select a subset under the budget, and write it in the input's own format.
 
     Examples:
@@ -204,7 +207,7 @@ def select(data: Path = typer.Argument(..., help="Dataset file."),
     def go():
         res = api.select(data, method, budget, output=output,
                          **_common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error,
-                                   format, turns, seed, limit, quiet, trust_remote_code), **_params(param))
+                                   format, turns, seed, limit, quiet, trust_remote_code, embedder), **_params(param))
         _summary(res, res.paths)
     _run(go)
 

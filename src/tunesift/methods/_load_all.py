@@ -1,2 +1,3 @@
 """Importing this module registers every built-in method (new modules: add one line)."""
-from . import grape, ifd, perplexity, random_baseline, rifd, superfiltering  # noqa: F401
+from . import (cluster, deita_filter, dpp, grape, ifd, kcenter, perplexity, qdit, random_baseline,  # noqa: F401
+               rifd, superfiltering, superfiltering_d)

@@ -69,6 +69,19 @@ class Context:
     seed: int = 0
     lm: LoadedLM | None = None
     engines: dict = field(default_factory=dict)
+    embedder_model: str | None = None    # sentence encoder path; None = packaged all-MiniLM-L6-v2
+    embedder_obj: Any = None
+
+    def embedder(self):
+        if self.embedder_obj is None:
+            from ..signals.embeddings import Embedder
+            self.embedder_obj = Embedder(self.embedder_model, device=self.device, cache_dir=self.cache_dir,
+                                         use_cache=self.use_cache, progress=self.progress)
+        return self.embedder_obj
+
+    def embed(self, data: Dataset, field: str) -> np.ndarray:
+        from ..signals.embeddings import text_of
+        return self.embedder().encode([text_of(e, field) for e in data.examples], desc=f"embedding {field}")
 
     def causal_lm(self) -> LoadedLM:
         if self.lm is None:
@@ -133,6 +146,32 @@ class Method:
                 "parameters": {f.name: f.default for f in dataclasses.fields(cls.Config)}
                 if dataclasses.is_dataclass(cls.Config) else {}}
 
+
+class SetMethod(Method):
+    """A method that chooses a set (coverage, diversity) rather than ranking examples one by one.
+
+    ``score`` measures what the optimiser needs and keeps it on the instance (``embeddings_``);
+    ``select`` runs the optimiser for the budget and writes each pick's marginal gain into the
+    table's ``score`` column (NaN for examples never picked), so the scores file says how much each
+    kept example added when it was chosen."""
+
+    default_budget = "5%"
+
+    def budget_count(self, budget: Budget, n: int) -> int:
+        k = budget.count(n)
+        if k is None:
+            raise TunesiftError(f"{self.name} chooses a set: give a count or a fraction as budget, not {budget}")
+        return k
+
+    def pool(self, table: pd.DataFrame) -> np.ndarray:
+        return np.flatnonzero(table["eligible"].to_numpy())
+
+    @staticmethod
+    def record(table: pd.DataFrame, picks: np.ndarray, gains: np.ndarray) -> np.ndarray:
+        col = np.full(len(table), np.nan)
+        col[picks] = gains
+        table["score"] = col
+        return picks
 
 def choose(value: str, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:

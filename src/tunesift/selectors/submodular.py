@@ -51,22 +51,25 @@ def knn_similarity(X: np.ndarray, k: int = 20, metric: str = "cosine", chunk: in
 
 
 def facility_location(S=None, k: int = 10, *, sparse=None, initial: np.ndarray | None = None,
-                      return_gains: bool = False):
+                      modular: np.ndarray | None = None, return_gains: bool = False):
     """Lazy greedy for facility location over a dense kernel ``S`` (N x N, rows = points covered,
     columns = candidates) or a ``sparse`` kernel from ``knn_similarity``.  Gains are clipped at 0,
     so negative similarities never reduce coverage.  ``initial``: coverage already achieved (e.g.
-    by a private set; FLCG-style conditioning)."""
+    by a private set; FLCG-style conditioning).  ``modular``: a per-candidate bonus added to every
+    gain (QDIT's alpha * quality); the sum stays submodular, so lazy greedy stays exact."""
     if (S is None) == (sparse is None):
         raise TunesiftError("pass exactly one of a dense kernel S or a sparse kernel")
     n_cand = S.shape[1] if S is not None else len(sparse[0]) - 1
     n_pts = S.shape[0] if S is not None else n_cand
     cur = np.zeros(n_pts, dtype=np.float64) if initial is None else np.asarray(initial, np.float64).copy()
 
+    bonus = np.zeros(n_cand) if modular is None else np.asarray(modular, dtype=np.float64)
+
     def gain(a: int) -> float:
         if S is not None:
-            return float(np.maximum(S[:, a] - cur, 0).sum())
+            return float(np.maximum(S[:, a] - cur, 0).sum()) + bonus[a]
         p0, p1 = sparse[0][a], sparse[0][a + 1]
-        return float(np.maximum(sparse[2][p0:p1] - cur[sparse[1][p0:p1]], 0).sum())
+        return float(np.maximum(sparse[2][p0:p1] - cur[sparse[1][p0:p1]], 0).sum()) + bonus[a]
 
     def add(a: int) -> None:
         if S is not None:

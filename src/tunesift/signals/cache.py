@@ -49,8 +49,8 @@ class ShardCache:
             except Exception as e:  # a shard torn by a crash: its results are recomputed
                 log.warning("ignoring unreadable cache shard %s (%s)", f, e)
                 continue
-            for i in range(len(keys)):
-                self._mem[keys[i].tobytes()] = tuple(c[i].item() for c in cols)
+            for i in range(len(keys)):   # scalars come back as Python numbers, vectors as arrays
+                self._mem[keys[i].tobytes()] = tuple(c[i] if c.ndim > 1 else c[i].item() for c in cols)
 
     def get(self, key: bytes):
         return self._mem.get(key)
@@ -72,7 +72,7 @@ class ShardCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         # uint8 rows, not an "S20" array: NumPy strips trailing NUL bytes from S-strings.
         keys = np.frombuffer(b"".join(k for k, _ in self._pending), dtype=np.uint8).reshape(-1, 20)
-        arrays = {c: np.array([v[i] for _, v in self._pending]) for i, c in enumerate(self.fields)}
+        arrays = {c: np.stack([np.asarray(v[i]) for _, v in self._pending]) for i, c in enumerate(self.fields)}
         name = f"shard-{uuid.uuid4().hex}.npz"
         tmp = self.dir / f".{name}.tmp"
         with open(tmp, "wb") as f:

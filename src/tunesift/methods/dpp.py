@@ -1,0 +1,55 @@
+"""DPP selection and the log-determinant diversity measure.
+
+Wang et al., "Diversity Measurement and Subset Selection for Instruction Tuning Datasets", 2024
+(arXiv 2402.02318).  No official code was found.
+
+Greedy MAP of a DPP with kernel L = diag(q) S diag(q), S the cosine similarity of sentence
+embeddings and q an optional quality score (any method's score or a column, min-max scaled to
+[eps, 1]); fast greedy (Chen, Zhang, Zhou, NeurIPS 2018).  The paper also uses gradient features;
+those come with the gradient signals of a later release.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data.io import Dataset
+from ..selectors import Budget
+from ..selectors.submodular import dpp_greedy
+from ..signals.embeddings import FIELDS
+from .base import Context, SetMethod, choose, register
+from ._quality import quality_scores
+
+
+@dataclass
+class DPPConfig:
+    field: str = "whole"
+    quality: str | None = None   # a method name (e.g. "ifd") or a numeric field of the records
+
+    def validate(self) -> None:
+        choose(self.field, FIELDS, "field")
+
+
+@register
+class DPP(SetMethod):
+    name = "dpp"
+    Config = DPPConfig
+    paper = "Diversity Measurement and Subset Selection for Instruction Tuning Datasets"
+    venue = "arXiv 2024"
+    needs = ("embedder",)
+    summary = "Greedy MAP of a (quality-weighted) DPP over sentence embeddings."
+
+    def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
+        self.embeddings_ = ctx.embed(data, self.config.field)
+        q, eligible, reason = quality_scores(data, ctx, self.config.quality)
+        self.quality_ = q
+        return pd.DataFrame({"score": np.nan, "quality": q, "eligible": eligible, "reason": reason})
+
+    def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
+        k = self.budget_count(budget, len(table))
+        pool = self.pool(table)
+        q = None if self.config.quality is None else self.quality_[pool]
+        local = dpp_greedy(self.embeddings_[pool], k, quality=q)
+        return self.record(table, pool[local], np.arange(len(local), 0, -1, dtype=float))

