@@ -1,0 +1,96 @@
+"""Diversity selectors at scale: time, peak memory, and the ratio against the naive versions.
+
+    python benchmarks/diversity.py                 # 1,000,000 x 384, k-center 10,000 (the issue's target)
+    python benchmarks/diversity.py --n 200000 --k 2000 --quick
+
+Data: synthetic embeddings shaped like sentence embeddings (unit vectors in 384-d drawn around
+2,000 topic centres with varied spread), since embedding a million real texts takes hours on a CPU.
+Uniform random vectors in 384-d are the worst case for any triangle-inequality pruning (all
+distances concentrate); ``--uniform`` measures that case too.
+The naive k-center (one full pass over the data per pick) is timed on its first picks and its
+per-pick cost extrapolated (it is constant per pick); exactness is checked on a smaller instance
+where the naive greedy runs to the end.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from tunesift.selectors.kcenter import kcenter_greedy, kcenter_naive  # noqa: E402
+from tunesift.selectors.submodular import dpp_greedy, facility_location, knn_similarity  # noqa: E402
+
+
+def embeddings(n: int, d: int, uniform: bool, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if uniform:
+        X = rng.standard_normal((n, d), dtype=np.float32)
+    else:
+        centres = rng.standard_normal((2000, d), dtype=np.float32)
+        spread = rng.uniform(0.2, 0.8, size=2000).astype(np.float32)
+        lab = rng.integers(0, 2000, size=n)
+        X = np.empty((n, d), dtype=np.float32)
+        for s in range(0, n, 100_000):
+            l = lab[s:s + 100_000]
+            X[s:s + 100_000] = centres[l] + spread[l, None] * rng.standard_normal((len(l), d), dtype=np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--d", type=int, default=384)
+    ap.add_argument("--k", type=int, default=10_000)
+    ap.add_argument("--uniform", action="store_true")
+    ap.add_argument("--naive-picks", type=int, default=30)
+    ap.add_argument("--quick", action="store_true", help="skip the FL and DPP parts")
+    args = ap.parse_args()
+
+    # exactness on an instance where the naive greedy runs to the end
+    Xs = embeddings(50_000, args.d, args.uniform, seed=1)
+    t = time.perf_counter(); a = kcenter_greedy(Xs, 500); ta = time.perf_counter() - t
+    t = time.perf_counter(); b = kcenter_naive(Xs, 500); tb = time.perf_counter() - t
+    print(f"exactness: 50,000 x {args.d}, 500 picks: identical={list(a) == list(b)}  "
+          f"pruned {ta:.1f}s, naive {tb:.1f}s ({tb / ta:.1f}x)")
+
+    X = embeddings(args.n, args.d, args.uniform)
+    base = peak_gb()
+    print(f"data: {args.n:,} x {args.d} float32 ({X.nbytes / 2**30:.2f} GiB), "
+          f"{'uniform' if args.uniform else 'clustered'}; peak RSS so far {base:.2f} GiB")
+    t = time.perf_counter()
+    kcenter_naive(X, args.naive_picks)
+    per_pick = (time.perf_counter() - t) / args.naive_picks
+    print(f"naive k-center: {per_pick:.3f}s per pick -> {per_pick * args.k / 60:.1f} min for {args.k:,} (extrapolated)")
+    t = time.perf_counter()
+    picks = kcenter_greedy(X, args.k)
+    tk = time.perf_counter() - t
+    print(f"pruned k-center: {args.k:,} picks in {tk:.1f}s ({tk / 60:.2f} min), peak RSS {peak_gb():.2f} GiB, "
+          f"{per_pick * args.k / tk:.1f}x the naive greedy")
+    if args.quick:
+        return
+    m = min(args.n, 200_000)
+    t = time.perf_counter()
+    sp = knn_similarity(X[:m], k=20)
+    tkn = time.perf_counter() - t
+    t = time.perf_counter()
+    fl = facility_location(sparse=sp, k=min(args.k, m // 10))
+    tfl = time.perf_counter() - t
+    print(f"sparse facility location: k-NN kernel (k=20) on {m:,} in {tkn:.1f}s, {len(fl):,} picks in {tfl:.1f}s, "
+          f"peak RSS {peak_gb():.2f} GiB")
+    t = time.perf_counter()
+    dp = dpp_greedy(X[:50_000], 1000)
+    print(f"DPP greedy: 1,000 of 50,000 in {time.perf_counter() - t:.1f}s, peak RSS {peak_gb():.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
