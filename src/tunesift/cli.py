@@ -215,7 +215,7 @@ def select(data: Path = typer.Argument(..., help="Dataset file."),
 def _summary(res, paths: dict) -> None:
     s = res.summary
     c = Console()
-    lines = [f"[bold]{res.method.name}[/] on {res.dataset.path} ({res.dataset.format}, {s['examples']:,} examples)"]
+    lines = [f"{res.method.name} on {res.dataset.path} ({res.dataset.format}, {s['examples']:,} examples)"]
     if res.dataset.skipped.total:
         lines.append(f"skipped on read: {res.dataset.skipped.total:,} {dict(res.dataset.skipped.counts)}")
     lines.append(f"eligible: {s['eligible']:,}" + (f"   ineligible: {s['ineligible_by_reason']}" if s['ineligible_by_reason'] else ""))
@@ -230,9 +230,9 @@ def _summary(res, paths: dict) -> None:
                      f"{st['computed']:,} computed in {st['batches']:,} batches, {st['seconds']:.1f}s ({rate:,.1f}/s), "
                      f"padding {1 - st['tokens'] / max(st['padded_tokens'], 1):.1%}")
     if res.context.lm is not None:
-        lines.append(f"model: {res.context.lm.name} [{res.context.lm.device}, {res.context.lm.dtype}]")
+        lines.append(f"model: {res.context.lm.name} ({res.context.lm.device}, {res.context.lm.dtype})")
     lines += [f"{k}: {v}" for k, v in paths.items()]
-    c.print("\n".join(lines))
+    c.print("\n".join(lines), markup=False, highlight=False)
 
 
 @data_app.command("sharegpt")

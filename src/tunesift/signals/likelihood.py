@@ -298,7 +298,8 @@ class LikelihoodEngine:
         model = self.lm.model
         body = model.base_model
         if P:
-            cache = body(input_ids=ids[:1, :P], use_cache=True).past_key_values
+            out = body(input_ids=ids[:1, :P], use_cache=True)
+            cache = out["cache"] if "cache" in out else out["past_key_values"]
             cache.batch_repeat_interleave(ids.shape[0])
             h = body(input_ids=ids[:, P:], attention_mask=att, use_cache=True, **{self._cache_kw(body): cache})[0]
         else:
