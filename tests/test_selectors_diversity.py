@@ -117,3 +117,17 @@ def test_knn_handles_k_larger_than_pool():
     X = np.eye(3, dtype=np.float32)
     indptr, rows, vals = knn_similarity(X, k=20)
     assert indptr[-1] == 9
+
+
+def test_diversity_report_and_vendi():
+    from tunesift.selectors.metrics import diversity_report, vendi_score
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 16)).astype(np.float32)
+    assert vendi_score(np.repeat(X[:1], 10, axis=0)) == pytest.approx(1.0, abs=1e-6)   # all identical: 1
+    E = np.eye(8, dtype=np.float32)
+    assert vendi_score(E) == pytest.approx(8.0, rel=1e-6)                             # orthogonal: n
+    picks = kcenter_greedy(X, 20)
+    rep = diversity_report(X, picks)
+    D = np.sqrt(((X[:, None] - X[None, picks]) ** 2).sum(-1))
+    assert rep["selection"]["coverage_radius"] == pytest.approx(D.min(1).max(), rel=1e-4)
+    assert rep["selection"]["mean_pairwise_distance"] > rep["pool"]["mean_pairwise_distance"]

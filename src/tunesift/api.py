@@ -49,6 +49,7 @@ class SelectionResult(ScoreResult):
     selected_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     paths: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    diversity: dict | None = None
 
     @property
     def selected(self) -> Dataset:
@@ -125,6 +126,11 @@ def select(data: str | Path | Dataset, method: str | Method = "ifd", budget: Any
     out = SelectionResult(table, res.dataset, m, res.context, dict(res.timings), b, idx)
     out.timings["select_s"] = time.perf_counter() - t1
     out.timings["total_s"] = time.perf_counter() - t0
+    X = getattr(m, "embeddings_", None)
+    if X is not None and len(X) == len(table) and len(idx):
+        # diversity of the selection next to the pool's, for every method that embedded the data
+        from .selectors.metrics import diversity_report
+        out.diversity = diversity_report(X, idx, seed=res.context.seed)
     out.manifest = manifest(out)
     if output is not None:
         out.paths = write_selection(out, output)
@@ -174,6 +180,7 @@ def manifest(res: SelectionResult) -> dict:
                    "eligible": int(res.table["eligible"].sum()), "selected": int(len(res.selected_indices))},
         "skipped": ds.skipped.to_dict(),
         "ineligible_by_reason": res.table.loc[~res.table["eligible"], "reason"].value_counts().to_dict(),
+        "diversity": res.diversity,
         "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
         "engine": ctx.engine_stats(),
         "environment": {"python": platform.python_version(), "torch": torch.__version__,

@@ -223,6 +223,12 @@ def _summary(res, paths: dict) -> None:
         lines.append("score: min {min:.4g}  median {median:.4g}  max {max:.4g}".format(**s["score"]))
     if hasattr(res, "selected_indices"):
         lines.append(f"selected: {len(res.selected_indices):,}  (budget: {res.budget})")
+    div = getattr(res, "diversity", None)
+    if div and div.get("selection"):
+        p, q = div["pool"], div["selection"]
+        lines.append(f"diversity (selection vs pool): vendi {q['vendi']:.2f} vs {p['vendi']:.2f}, mean pairwise distance "
+                     f"{q['mean_pairwise_distance']:.3f} vs {p['mean_pairwise_distance']:.3f}, coverage radius "
+                     f"{q['coverage_radius']:.3f}")
     eng = res.context.engine_stats()
     for ml, st in eng.items():
         rate = st["computed"] / st["seconds"] if st["seconds"] else 0
