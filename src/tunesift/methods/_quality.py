@@ -13,8 +13,8 @@ def quality_scores(data: Dataset, ctx: Context, source: str | None, eps: float =
     n = len(data)
     if source is None:
         return np.ones(n), np.ones(n, bool), np.full(n, "", dtype=object)
-    from .base import get_method
-    if source in REGISTRY or source in ("ifd", "superfiltering", "perplexity", "rifd", "grape"):
+    from .base import available_methods, get_method
+    if source in available_methods():
         m = get_method(source)()
         t = m.score(data, ctx)
         raw = t["score"].to_numpy(dtype=float)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.io import Dataset
-from ..models.templates import ALPACA_NO_INPUT, VICUNA_NO_INPUT, Rendered, _single, render_direct
+from ..models.templates import Rendered, _single, render_direct
 from .base import Context, Method, choose, register
 from ._passes import conditioned, direct
 from .ifd import ifd_from
@@ -91,5 +91,3 @@ class RIFD(Method):
         table["reason"] = reason
         return table
 
-
-__all__ = ["RIFD", "RIFDConfig", "REVERSE", "reverse_rendering", "ALPACA_NO_INPUT", "VICUNA_NO_INPUT"]

@@ -129,3 +129,4 @@ def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | Non
             mind[m] = cur
             top[j] = cur.max()
     return np.asarray(picks[:k], dtype=np.int64)
+

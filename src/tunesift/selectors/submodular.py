@@ -28,7 +28,7 @@ def similarity(X: np.ndarray, Y: np.ndarray | None = None, metric: str = "cosine
     raise TunesiftError("metric must be cosine or euclidean")
 
 
-def knn_similarity(X: np.ndarray, k: int = 20, metric: str = "cosine", chunk: int = 4096):
+def knn_similarity(X: np.ndarray, k: int = 20, metric: str = "cosine", chunk: int = 1024):
     """Sparse kernel: each row keeps its k most similar points (itself included), as CSC columns.
 
     Returns (indptr, rows, vals) of a column-compressed matrix: column a lists the points v that
@@ -38,9 +38,13 @@ def knn_similarity(X: np.ndarray, k: int = 20, metric: str = "cosine", chunk: in
     k = min(k, N)
     nbr = np.empty((N, k), dtype=np.int64)
     val = np.empty((N, k), dtype=np.float32)
+    if metric == "cosine":   # normalise once, not per chunk
+        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     for s in range(0, N, chunk):
-        S = similarity(X[s:s + chunk], X, metric)
-        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        S = similarity(X[s:s + chunk], X, metric)   # chunk x N: the only large temporary
+        np.negative(S, out=S)
+        part = np.argpartition(S, k - 1, axis=1)[:, :k]
+        np.negative(S, out=S)
         nbr[s:s + chunk] = part
         val[s:s + chunk] = np.take_along_axis(S, part, axis=1)
     cols = nbr.ravel()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -69,7 +69,6 @@ class EngineStats:
     tokens: int = 0          # tokens fed to the model (padding excluded)
     padded_tokens: int = 0   # tokens fed including padding
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 class LikelihoodEngine:
@@ -294,6 +293,7 @@ class LikelihoodEngine:
 
     def _fast_nll(self, ids, att, rows, cols, targets, P: int):
         """Decoder body once (reusing the KV of a shared ``P``-token prefix), head at targets only."""
+        import torch
         import torch.nn.functional as F
         model = self.lm.model
         body = model.base_model
@@ -306,14 +306,15 @@ class LikelihoodEngine:
             h = body(input_ids=ids, attention_mask=att, use_cache=False)[0]
         hs = h[rows, cols - 1 - P]
         head = model.get_output_embeddings()
-        return __import__("torch").cat([self._ce(head(hs[k:k + self.head_chunk]), targets[k:k + self.head_chunk], F)
+        return torch.cat([self._ce(head(hs[k:k + self.head_chunk]), targets[k:k + self.head_chunk], F)
                                         for k in range(0, len(hs), self.head_chunk)])
 
     def _ce(self, logits, targets, F):
+        import torch
         logits = logits.float()
         cap = getattr(self.lm.model.config, "final_logit_softcapping", None)
         if cap:
-            logits = cap * __import__("torch").tanh(logits / cap)
+            logits = cap * torch.tanh(logits / cap)
         return F.cross_entropy(logits, targets, reduction="none")
 
     def _check_fast_path(self, ids, att) -> bool:
