@@ -58,6 +58,9 @@ class Embedder:
                  progress: bool = True, encoder: Any = None, tokenizer: Any = None):
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         self.device = resolve_device(device)
         if encoder is not None:
             self.model, self.tokenizer, path = encoder, tokenizer, type(encoder).__name__
