@@ -26,7 +26,7 @@ def test_kcenter_pruned_matches_naive(seed):
     if seed % 2:
         X[:100] *= 0.1       # a dense cluster: many groups get pruned
     k = 40
-    fast = kcenter_greedy(X, k, first=seed)
+    fast = kcenter_greedy(X, k, first=seed, batch=8)   # a small batch exercises the lazy re-checks
     assert list(fast) == list(kcenter_naive(X, k, first=seed))
     ref = naive_kcenter(X.astype(np.float64), k, first=seed)
     # the same covering radius as the definition (float32 vs float64 may swap exact ties)
