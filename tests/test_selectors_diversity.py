@@ -1,5 +1,4 @@
 """Every greedy against a naive implementation written here, on small random inputs."""
-import itertools
 
 import numpy as np
 import pytest

@@ -166,6 +166,18 @@ class SetMethod(Method):
     def pool(self, table: pd.DataFrame) -> np.ndarray:
         return np.flatnonzero(table["eligible"].to_numpy())
 
+    def embed(self, data: Dataset, ctx: Context, field: str, quality: str | None = None) -> pd.DataFrame:
+        """The usual ``score`` of a set method: embeddings (and an optional quality) kept on the
+        instance, every example eligible unless its quality is undefined."""
+        from ._quality import quality_scores
+        self.embeddings_ = ctx.embed(data, field)
+        q, eligible, reason = quality_scores(data, ctx, quality)
+        self.quality_ = q
+        table = pd.DataFrame({"score": np.nan, "eligible": eligible, "reason": reason})
+        if quality is not None:
+            table.insert(1, "quality", q)
+        return table
+
     @staticmethod
     def record(table: pd.DataFrame, picks: np.ndarray, gains: np.ndarray) -> np.ndarray:
         col = np.full(len(table), np.nan)

@@ -40,8 +40,7 @@ class Cluster(SetMethod):
     summary = "k-means on embeddings; per-cluster quotas by size; examples nearest each centroid."
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        self.embeddings_ = ctx.embed(data, self.config.field)
-        return pd.DataFrame({"score": np.nan, "eligible": True, "reason": ""}, index=range(len(data)))
+        return self.embed(data, ctx, self.config.field)
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
         k = self.budget_count(budget, len(table))

@@ -21,7 +21,6 @@ from ..selectors import Budget
 from ..selectors.cluster import score_first_filter
 from ..signals.embeddings import FIELDS
 from .base import Context, SetMethod, choose, register
-from ._quality import quality_scores
 
 
 @dataclass
@@ -47,10 +46,7 @@ class DeitaFilter(SetMethod):
     summary = "Highest score first; skip an example too similar (cosine >= 0.9) to one already kept."
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        self.embeddings_ = ctx.embed(data, self.config.field)
-        q, eligible, reason = quality_scores(data, ctx, self.config.score)
-        self.quality_ = q
-        return pd.DataFrame({"score": np.nan, "quality": q, "eligible": eligible, "reason": reason})
+        return self.embed(data, ctx, self.config.field, self.config.score)
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
         pool = self.pool(table)

@@ -20,7 +20,6 @@ from ..selectors import Budget
 from ..selectors.submodular import dpp_greedy
 from ..signals.embeddings import FIELDS
 from .base import Context, SetMethod, choose, register
-from ._quality import quality_scores
 
 
 @dataclass
@@ -42,10 +41,7 @@ class DPP(SetMethod):
     summary = "Greedy MAP of a (quality-weighted) DPP over sentence embeddings."
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        self.embeddings_ = ctx.embed(data, self.config.field)
-        q, eligible, reason = quality_scores(data, ctx, self.config.quality)
-        self.quality_ = q
-        return pd.DataFrame({"score": np.nan, "quality": q, "eligible": eligible, "reason": reason})
+        return self.embed(data, ctx, self.config.field, self.config.quality)
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
         k = self.budget_count(budget, len(table))

@@ -21,7 +21,6 @@ from ..selectors import Budget
 from ..selectors.submodular import facility_location, knn_similarity, similarity
 from ..signals.embeddings import FIELDS
 from .base import Context, SetMethod, choose, register
-from ._quality import quality_scores
 
 
 @dataclass
@@ -48,10 +47,7 @@ class QDIT(SetMethod):
     summary = "Greedy on alpha * quality + (1 - alpha) * facility-location gain."
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        self.embeddings_ = ctx.embed(data, self.config.field)
-        q, eligible, reason = quality_scores(data, ctx, self.config.quality)
-        self.quality_ = q
-        return pd.DataFrame({"score": np.nan, "quality": q, "eligible": eligible, "reason": reason})
+        return self.embed(data, ctx, self.config.field, self.config.quality)
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
         c = self.config
