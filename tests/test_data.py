@@ -97,3 +97,11 @@ def test_real_data_files_read(shared_data):
     assert gsm.format == "question_answer" and len(gsm) == 7473
     sg = read_dataset(shared_data / "train/sharegpt/sharegpt_v3_first_turn.jsonl.gz", limit=100)
     assert sg.format == "alpaca" and len(sg) == 100
+
+
+def test_conversation_opening_with_the_assistant(tmp_path):
+    p = _write(tmp_path / "g.jsonl", [{"conversations": [{"from": "gpt", "value": "Hello, how can I help?"}]}])
+    ex = read_dataset(p).examples[0]
+    assert ex.prompt == "" and ex.response == "Hello, how can I help?"
+    from tunesift.inspect import dataset_report
+    assert dataset_report(read_dataset(p))["examples"] == 1

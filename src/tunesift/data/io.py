@@ -55,7 +55,8 @@ class Example:
     def prompt(self) -> str:
         """The user text of the last turn (instruction and input joined)."""
         last = max(i for i, m in enumerate(self.messages) if m["role"] == "assistant")
-        return next(m["content"] for m in reversed(self.messages[:last]) if m["role"] == "user")
+        # "" when no user turn precedes it (ShareGPT has conversations that open with the assistant)
+        return next((m["content"] for m in reversed(self.messages[:last]) if m["role"] == "user"), "")
 
 
 @dataclass
