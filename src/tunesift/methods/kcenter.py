@@ -49,8 +49,6 @@ class KCenter(SetMethod):
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
         k = self.budget_count(budget, len(table))
         first = int(np.random.default_rng(ctx.seed).integers(len(table)))
-        picks = kcenter_greedy(self.embeddings_, k, first=first)
         # gain = the covering distance each pick had when chosen (inf for the first)
-        X = self.embeddings_
-        gains = [np.inf] + [float(np.min(np.linalg.norm(X[picks[:i]] - X[p], axis=1))) for i, p in enumerate(picks) if i]
-        return self.record(table, picks, np.asarray(gains[: len(picks)]))
+        picks, gains = kcenter_greedy(self.embeddings_, k, first=first, return_gains=True)
+        return self.record(table, picks, gains)

@@ -50,7 +50,7 @@ def kcenter_naive(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None
 
 
 def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None = None,
-                 batch: int = 512) -> np.ndarray:
+                 batch: int = 512, return_gains: bool = False):
     """k-center greedy by lazy evaluation: the plain greedy's picks, much less work.
 
     A point's min-distance only falls as centers are added, so a stale value is an upper bound.
@@ -60,6 +60,7 @@ def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | Non
     stale bound left in the heap can beat it.  Points far below the frontier are never touched.
     ``seeds``: an already-selected set (MoDS's seed set); the picks continue from it and do not
     repeat it.  Stops early when every point coincides with a center (duplicates).
+    ``return_gains``: also return each pick's distance to the centers before it (inf for ``first``).
 
     Distances are float32 as in the plain greedy; the two compute them by different BLAS kernels
     (matrix-matrix here, matrix-vector there), so where two points' distances tie to float32
@@ -86,6 +87,7 @@ def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | Non
     heap = [(-float(m), i) for i, m in enumerate(mind)]
     heapq.heapify(heap)
     picks: list[int] = [] if seeds else [int(first)]
+    gains: list[float] = [] if seeds else [float("inf")]
     while len(picks) < k and heap:
         while True:
             top = [heapq.heappop(heap) for _ in range(min(batch, len(heap)))]
@@ -116,10 +118,12 @@ def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | Non
             break
         n = int(idx[vals == best].min())     # ties: the lowest index, as the plain greedy's argmax
         picks.append(n)
+        gains.append(float(best))
         C[nC] = X[n]
         nC += 1
         for v, i in zip(vals, idx):
             if i != n:
                 heapq.heappush(heap, (-float(v), int(i)))
         mind[n] = 0.0
-    return np.asarray(picks[:k], dtype=np.int64)
+    out = np.asarray(picks[:k], dtype=np.int64)
+    return (out, np.asarray(gains[:k])) if return_gains else out
