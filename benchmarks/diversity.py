@@ -2,6 +2,7 @@
 
     python benchmarks/diversity.py                 # 1,000,000 x 384, k-center 10,000 (the target)
     python benchmarks/diversity.py --n 200000 --k 2000 --quick
+    python benchmarks/diversity.py --device cuda   # k-center as the plain greedy on the GPU
 
 Data: synthetic embeddings shaped like sentence embeddings (unit vectors in 384-d drawn around
 2,000 topic centres with varied spread), since embedding a million real texts takes hours on a CPU.
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from tunesift.selectors.kcenter import kcenter_greedy, kcenter_naive  # noqa: E402
+from tunesift.selectors.kcenter import kcenter_greedy, kcenter_naive, kcenter_torch  # noqa: E402
 from tunesift.selectors.submodular import dpp_greedy, facility_location, knn_similarity  # noqa: E402
 
 
@@ -54,7 +55,10 @@ def main() -> None:
     ap.add_argument("--uniform", action="store_true")
     ap.add_argument("--naive-picks", type=int, default=30)
     ap.add_argument("--quick", action="store_true", help="skip the FL and DPP parts")
+    ap.add_argument("--device", default=None, help="cuda: time the torch k-center on the GPU instead")
     args = ap.parse_args()
+    if args.device:
+        return gpu(args)
 
     # exactness on an instance where the naive greedy runs to the end
     Xs = embeddings(50_000, args.d, args.uniform, seed=1)
@@ -100,6 +104,29 @@ def main() -> None:
     t = time.perf_counter()
     dpp_greedy(X[:50_000], 1000)
     print(f"DPP greedy: 1,000 of 50,000 in {time.perf_counter() - t:.1f}s, peak RSS {peak_gb():.2f} GiB")
+
+
+def gpu(args) -> None:
+    import torch
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    Xs = embeddings(50_000, args.d, args.uniform, seed=1)
+    a = kcenter_torch(Xs, 500, device=args.device)
+    b = kcenter_naive(Xs, 500)
+    print(f"agreement ({torch.cuda.get_device_name() if cuda else args.device}): 50,000 x {args.d}, 500 picks, GPU vs CPU plain greedy: "
+          f"identical={list(a) == list(b)} (first difference at pick "
+          f"{next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)})")
+    X = embeddings(args.n, args.d, args.uniform)
+    kcenter_torch(X, 10, device=args.device)   # warm-up (CUDA context, kernels)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    kcenter_torch(X, args.k, device=args.device)
+    sync()
+    tk = time.perf_counter() - t
+    print(f"GPU k-center: {args.k:,} picks from {args.n:,} x {args.d} in {tk:.2f}s ({tk / args.k * 1e3:.2f} ms/pick, "
+          f"{X.nbytes * args.k / tk / 1e12:.2f} TB/s of data read), peak device memory "
+          f"{torch.cuda.max_memory_allocated() / 2**30 if cuda else float('nan'):.2f} GiB")
 
 
 if __name__ == "__main__":

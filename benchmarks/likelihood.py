@@ -85,7 +85,11 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--batch-tokens", type=int, default=16384)
     ap.add_argument("--reference-seconds", type=float, default=None,
-                    help="stop the (slow) reference loop after this many seconds; its rate is still exact")
+                    help="stop the (slow) reference loop after this many seconds; its rate is still exact; 0 skips it")
+    ap.add_argument("--tokenizer", default=None,
+                    help="with --random-init: a tokenizer folder (skips loading the default model's weights)")
+    ap.add_argument("--share-prefix", choices=["on", "off"], default="on", help="the engine's preamble-KV reuse")
+    ap.add_argument("--warmup", type=int, default=0, help="score this many examples first, untimed (GPU start-up)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
 
@@ -93,13 +97,18 @@ def main() -> None:
     from tunesift.data import read_dataset
     from tunesift.models import load_causal_lm, wrap_model
 
-    ds = read_dataset(args.data, limit=args.n)
+    ds = read_dataset(args.data, limit=args.n, on_error="skip")   # the 9k file has a few empty outputs
     if args.random_init:
         from transformers import LlamaConfig, LlamaForCausalLM
-        tok = load_causal_lm(args.model, device="cpu").tokenizer
+        if args.tokenizer:
+            from transformers import AutoTokenizer
+            tok = AutoTokenizer.from_pretrained(args.tokenizer)
+        else:
+            tok = load_causal_lm(args.model, device="cpu").tokenizer
         cfg = LlamaConfig(vocab_size=len(tok), max_position_embeddings=8192, **CONFIGS[args.random_init])
         torch.manual_seed(0)
-        model = LlamaForCausalLM(cfg).to(device=args.device, dtype=getattr(torch, args.dtype)).eval()
+        with torch.device(args.device):   # initialise on the device: a 1.7B CPU init takes minutes
+            model = LlamaForCausalLM(cfg).to(dtype=getattr(torch, args.dtype)).eval()
         lm = wrap_model(model, tok, args.random_init)
     else:
         lm = load_causal_lm(args.model, device=args.device, dtype=args.dtype)
@@ -107,9 +116,12 @@ def main() -> None:
     print(f"model {lm.name}: {params / 1e6:.1f}M parameters, {args.device}, {args.dtype}; "
           f"{len(ds)} examples from {args.data}; torch threads {torch.get_num_threads()}")
 
+    opts = dict(lm=lm, use_cache=False, progress=False, batch_tokens=args.batch_tokens, max_length=args.max_length,
+                engine_options={"share_prefix": args.share_prefix == "on"})
+    if args.warmup:
+        tunesift.score(ds.subset(list(range(min(args.warmup, len(ds))))), "ifd", **opts)
     t = time.perf_counter()
-    res = tunesift.score(ds, "ifd", lm=lm, use_cache=False, progress=False, batch_tokens=args.batch_tokens,
-                         max_length=args.max_length)
+    res = tunesift.score(ds, "ifd", **opts)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     eng_s = time.perf_counter() - t
@@ -117,17 +129,25 @@ def main() -> None:
     eng_rate = len(ds) / eng_s
     print(f"engine:    {len(ds)} examples in {eng_s:.1f}s = {eng_rate:,.1f} examples/s "
           f"({stats['tokens']:,} tokens, padding {1 - stats['tokens'] / max(stats['padded_tokens'], 1):.1%}, "
-          f"{stats['batches']} batches)")
+          f"{stats['batches']} batches, shared-prefix reuse {next(iter(res.context.engines.values()))._prefix_ok})")
     figures = {"examples": len(ds), "engine_examples_per_s": eng_rate, "device": args.device, "dtype": args.dtype,
                "model": lm.name, "parameters": params}
     if args.device.startswith("cuda"):
-        flops = 2 * params * stats["tokens"]   # forward matmul FLOPs, ~2 per parameter per token
+        # forward matmul FLOPs: 2 per body parameter per token fed, the head only at scored positions
+        emb = lm.model.get_input_embeddings().weight.numel()
+        tied = lm.model.get_output_embeddings().weight is lm.model.get_input_embeddings().weight
+        body = params - emb if tied else params - 2 * emb
+        flops = 2 * body * stats["tokens"] + 2 * emb * stats["target_tokens"]
         peak = matmul_peak(args.device, getattr(torch, args.dtype))
         figures.update(model_tflops=flops / eng_s / 1e12, matmul_peak_tflops=peak / 1e12,
                        fraction_of_peak=flops / eng_s / peak)
         print(f"GPU: {flops / eng_s / 1e12:.1f} TFLOP/s model vs {peak / 1e12:.1f} TFLOP/s matmul peak "
               f"= {flops / eng_s / peak:.0%}")
 
+    if args.reference_seconds == 0:
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2))
+        return
     ref, ref_s = reference_ifd(lm, ds.examples, args.max_length, args.reference_seconds)
     k = len(ref)
     ref_rate = k / ref_s

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tunesift.data import TunesiftError
-from tunesift.selectors.kcenter import kcenter_greedy, kcenter_naive
+from tunesift.selectors.kcenter import kcenter_greedy, kcenter_naive, kcenter_torch
 from tunesift.selectors.submodular import (dpp_greedy, facility_location, facility_location_value, knn_similarity,
                                            logdet_diversity, similarity)
 
@@ -41,6 +41,19 @@ def test_kcenter_seed_set_and_duplicates():
     assert list(picks) == list(kcenter_naive(X, 5, seeds=[3, 7]))
     dup = np.repeat(X[:3], 10, axis=0)
     assert len(kcenter_greedy(dup, 10)) == 3     # stops when every point is covered exactly
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kcenter_torch_matches_naive(seed):
+    """The GPU path (run here on the CPU device) is the plain greedy: same picks, same gains."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(400, 16)).astype(np.float32)
+    picks, gains = kcenter_torch(X, 30, first=seed, device="cpu", chunk=64, return_gains=True)
+    assert list(picks) == list(kcenter_naive(X, 30, first=seed))
+    _, lazy_gains = kcenter_greedy(X, 30, first=seed, return_gains=True)
+    np.testing.assert_allclose(gains[1:], lazy_gains[1:], rtol=1e-5)
+    assert list(kcenter_torch(X, 5, seeds=[3, 7], device="cpu")) == list(kcenter_naive(X, 5, seeds=[3, 7]))
+    assert len(kcenter_torch(np.repeat(X[:3], 10, axis=0), 10, device="cpu")) == 3
 
 
 def test_bad_embeddings():

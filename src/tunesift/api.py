@@ -63,14 +63,15 @@ def _dataset(data: str | Path | Dataset, format: str | None, on_error: str, limi
 
 
 def _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress, trust_remote_code,
-             turns, seed, lm, embedder) -> Context:
+             turns, seed, lm, embedder, engine_options=None) -> Context:
     if turns not in ("last", "all"):
         raise TunesiftError("turns must be 'last' or 'all'")
     emb_obj = embedder if embedder is not None and not isinstance(embedder, str) else None
     return Context(model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                    cache_dir=cache_dir, use_cache=use_cache, progress=progress,
                    trust_remote_code=trust_remote_code, turns=turns, seed=seed, lm=lm,
-                   embedder_model=embedder if isinstance(embedder, str) else None, embedder_obj=emb_obj)
+                   embedder_model=embedder if isinstance(embedder, str) else None, embedder_obj=emb_obj,
+                   engine_options=dict(engine_options or {}))
 
 
 def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: str | None = None,
@@ -78,8 +79,11 @@ def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: st
           cache_dir: str | None = None, use_cache: bool = True, progress: bool = True, on_error: str = "raise",
           format: str | None = None, turns: str = "last", seed: int = 0, limit: int | None = None,
           trust_remote_code: bool = False, lm: LoadedLM | None = None, output: str | Path | None = None,
-          embedder: Any = None, **params: Any) -> ScoreResult:
-    """Score every example of ``data`` with ``method``; optionally write the table as Parquet."""
+          embedder: Any = None, engine_options: dict | None = None, **params: Any) -> ScoreResult:
+    """Score every example of ``data`` with ``method``; optionally write the table as Parquet.
+
+    ``engine_options``: extra ``LikelihoodEngine`` parameters (``max_batch_size``, ``max_padding``,
+    ``share_prefix``, ``head_chunk``) for tuning on unusual hardware."""
     t0 = time.perf_counter()
     ds = _dataset(data, format, on_error, limit)
     t_read = time.perf_counter() - t0
@@ -87,7 +91,7 @@ def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: st
     if isinstance(method, Method) and params:
         raise TunesiftError("pass method parameters either in the Method object or as keywords, not both")
     ctx = _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress,
-                   trust_remote_code, turns, seed, lm, embedder)
+                   trust_remote_code, turns, seed, lm, embedder, engine_options)
     t1 = time.perf_counter()
     table = m.score(ds, ctx)
     if len(table) != len(ds):

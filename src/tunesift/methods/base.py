@@ -71,6 +71,7 @@ class Context:
     engines: dict = field(default_factory=dict)
     embedder_model: str | None = None    # sentence encoder path; None = packaged all-MiniLM-L6-v2
     embedder_obj: Any = None
+    engine_options: dict = field(default_factory=dict)   # extra LikelihoodEngine parameters
 
     def embedder(self):
         if self.embedder_obj is None:
@@ -96,7 +97,8 @@ class Context:
         if max_length not in self.engines:
             self.engines[max_length] = LikelihoodEngine(
                 self.causal_lm(), max_length=max_length, batch_tokens=self.batch_tokens,
-                cache_dir=self.cache_dir, use_cache=self.use_cache, progress=self.progress)
+                cache_dir=self.cache_dir, use_cache=self.use_cache, progress=self.progress,
+                **self.engine_options)
         return self.engines[max_length]
 
     def engine_stats(self) -> dict:

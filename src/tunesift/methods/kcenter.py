@@ -7,7 +7,7 @@ Instruction Tuning", 2023 (github.com/OFA-Sys/DiverseEvol).
 Repeatedly add the example farthest (Euclidean) from everything chosen so far; the first pick is
 drawn with the run's seed, as both codes start from a random point.  Both official codes compute
 all pairwise distances (MoDS with sklearn, DiverseEvol as an N x N matrix on the GPU); tunesift
-picks exactly what that greedy picks with triangle-inequality pruning and no N x N matrix.
+picks what that greedy picks, lazily on a CPU and as the plain greedy on a GPU, with no N x N matrix.
 MoDS's quality filter and necessity stage, and DiverseEvol's training rounds, need the judge and
 fine-tuning engines of later releases.
 """
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.io import Dataset
+from ..models.loading import resolve_device
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
 from ..signals.embeddings import FIELDS
@@ -50,5 +51,6 @@ class KCenter(SetMethod):
         k = self.budget_count(budget, len(table))
         first = int(np.random.default_rng(ctx.seed).integers(len(table)))
         # gain = the covering distance each pick had when chosen (inf for the first)
-        picks, gains = kcenter_greedy(self.embeddings_, k, first=first, return_gains=True)
+        picks, gains = kcenter_greedy(self.embeddings_, k, first=first, return_gains=True,
+                                      device=resolve_device(ctx.device))
         return self.record(table, picks, gains)

@@ -49,8 +49,51 @@ def kcenter_naive(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None
     return np.asarray(picks[:k], dtype=np.int64)
 
 
+def kcenter_torch(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None = None, device: str = "cuda",
+                  chunk: int = 1 << 20, return_gains: bool = False):
+    """The plain greedy in torch, for a GPU: the data stays on the device and each pick is one
+    memory-bound pass (1M x 384 float32 is 1.5 GB: about 0.5 ms at HBM speed), so the lazy
+    bookkeeping that pays on a CPU would cost more than it saves.  Same picks as ``kcenter_naive``
+    (argmax ties go to the lowest index in both)."""
+    import torch
+
+    X = _check(X)
+    N = len(X)
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    init = list(dict.fromkeys(int(s) for s in seeds)) if seeds else [int(first)]
+    if any(not 0 <= s < N for s in init):
+        raise TunesiftError("seed/first index out of range")
+    T = torch.from_numpy(X).to(device)
+    sq = (T * T).sum(1)
+    mind = torch.full((N,), float("inf"), device=device)
+
+    def update(c: int) -> None:
+        v = T[c]
+        for s in range(0, N, chunk):   # bounded temporaries on any N
+            d2 = sq[s:s + chunk] - 2.0 * (T[s:s + chunk] @ v) + sq[c]
+            # below float32 rounding of the expansion: a duplicate of the center (else never "covered")
+            d2[d2 <= 1e-6 * (sq[s:s + chunk] + sq[c])] = 0
+            torch.minimum(mind[s:s + chunk], d2.sqrt_(), out=mind[s:s + chunk])
+
+    for c in init:
+        update(c)
+    picks: list[int] = [] if seeds else [int(first)]
+    gains: list[float] = [] if seeds else [float("inf")]
+    while len(picks) < k:
+        nxt = int(torch.argmax(mind))   # first maximal index on ties, as numpy's argmax
+        best = float(mind[nxt])
+        if best <= 0:
+            break
+        picks.append(nxt)
+        gains.append(best)
+        update(nxt)
+    out = np.asarray(picks[:k], dtype=np.int64)
+    return (out, np.asarray(gains[:k])) if return_gains else out
+
+
 def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None = None,
-                 batch: int = 512, return_gains: bool = False):
+                 batch: int = 512, return_gains: bool = False, device: str | None = None):
     """k-center greedy by lazy evaluation: the plain greedy's picks, much less work.
 
     A point's min-distance only falls as centers are added, so a stale value is an upper bound.
@@ -66,8 +109,12 @@ def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | Non
     (matrix-matrix here, matrix-vector there), so where two points' distances tie to float32
     rounding the picks may differ from then on; the covering radius after every pick agrees to
     float32 rounding (measured: 6e-8 relative over 2,000 picks on 200,000 points).
+    ``device``: a CUDA device runs the plain greedy there instead (``kcenter_torch``).
     """
     import heapq
+
+    if device is not None and str(device).startswith("cuda"):
+        return kcenter_torch(X, k, first=first, seeds=seeds, device=str(device), return_gains=return_gains)
 
     X = _check(X)
     N, d = X.shape
