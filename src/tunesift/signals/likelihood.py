@@ -72,6 +72,46 @@ class EngineStats:
     seconds: float = 0.0
 
 
+def tokenize_targets(tokenizer, requests: Sequence[Rendered], max_length: int,
+                     max_target_tokens: Sequence[int | None] | None = None) -> list[_Prepared]:
+    """Token ids and target positions of each rendering: the one rule shared by scoring and training.
+
+    A target token is one that starts inside a target span (special tokens, s == e, never count).
+    A token straddling the span's start (':"' in '### Response:"Hi"') stays context: the same tokens
+    the authors' scripts label by counting the prefix's own tokens.  Ids are cut after the last
+    target kept within ``max_length``; ``truncated`` says whether targets were lost."""
+    out: list[_Prepared | None] = [None] * len(requests)
+    for flag in (True, False):
+        idx = [i for i, r in enumerate(requests) if r.add_special_tokens == flag]
+        if not idx:
+            continue
+        enc = tokenizer([requests[i].text for i in idx], add_special_tokens=flag,
+                        return_offsets_mapping=True, return_attention_mask=False)
+        for j, i in enumerate(idx):
+            ids = np.asarray(enc["input_ids"][j], dtype=np.int64)
+            offs = np.asarray(enc["offset_mapping"][j], dtype=np.int64).reshape(-1, 2)
+            cap = max_target_tokens[i] if max_target_tokens is not None else None
+            out[i] = _prepare_one(ids, offs, requests[i].spans, cap, max_length)
+    return out  # type: ignore[return-value]
+
+
+def _prepare_one(ids: np.ndarray, offs: np.ndarray, spans, cap: int | None, max_length: int) -> _Prepared:
+    s, e = offs[:, 0], offs[:, 1]
+    mask = np.zeros(len(ids), dtype=bool)
+    for a, b in spans:
+        mask |= (e > s) & (s >= a) & (s < b)
+    mask[:1] = False                          # position 0 has no prediction
+    pos = np.flatnonzero(mask)
+    n_target = len(pos)
+    if cap is not None:
+        pos = pos[:cap]
+        n_target = min(n_target, cap)
+    kept = pos[pos < max_length]
+    truncated = len(kept) < n_target
+    end = int(kept[-1]) + 1 if len(kept) else 0
+    return _Prepared(ids[:end], kept, n_target, truncated)
+
+
 def _attention_backends(lm: LoadedLM):
     """On CUDA, keep SDPA off the cuDNN backend: it builds a graph for every new (batch, length)
     shape, about 100 ms each, and length-sorted batches are nearly all new shapes (measured on an
@@ -126,38 +166,7 @@ class LikelihoodEngine:
 
     # ------------------------------------------------------------ tokenisation
     def prepare(self, requests: Sequence[Rendered], max_target_tokens: Sequence[int | None] | None = None) -> list[_Prepared]:
-        out: list[_Prepared | None] = [None] * len(requests)
-        for flag in (True, False):
-            idx = [i for i, r in enumerate(requests) if r.add_special_tokens == flag]
-            if not idx:
-                continue
-            enc = self.lm.tokenizer([requests[i].text for i in idx], add_special_tokens=flag,
-                                    return_offsets_mapping=True, return_attention_mask=False)
-            for j, i in enumerate(idx):
-                ids = np.asarray(enc["input_ids"][j], dtype=np.int64)
-                offs = np.asarray(enc["offset_mapping"][j], dtype=np.int64).reshape(-1, 2)
-                cap = max_target_tokens[i] if max_target_tokens is not None else None
-                out[i] = self._prepare_one(ids, offs, requests[i].spans, cap)
-        return out  # type: ignore[return-value]
-
-    def _prepare_one(self, ids: np.ndarray, offs: np.ndarray, spans, cap: int | None) -> _Prepared:
-        s, e = offs[:, 0], offs[:, 1]
-        mask = np.zeros(len(ids), dtype=bool)
-        for a, b in spans:
-            # A target token starts inside the span (special tokens have s == e and never count).
-            # A token straddling the span's start (':"' in '### Response:"Hi"') stays context:
-            # the same tokens the authors' scripts label by counting the prefix's own tokens.
-            mask |= (e > s) & (s >= a) & (s < b)
-        mask[:1] = False                          # position 0 has no prediction
-        pos = np.flatnonzero(mask)
-        n_target = len(pos)
-        if cap is not None:
-            pos = pos[:cap]
-            n_target = min(n_target, cap)
-        kept = pos[pos < self.max_length]
-        truncated = len(kept) < n_target
-        end = int(kept[-1]) + 1 if len(kept) else 0
-        return _Prepared(ids[:end], kept, n_target, truncated)
+        return tokenize_targets(self.lm.tokenizer, requests, self.max_length, max_target_tokens)
 
     # ------------------------------------------------------------ scoring
     def nll(self, requests: Sequence[Rendered], max_target_tokens: Sequence[int | None] | None = None,

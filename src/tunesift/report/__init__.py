@@ -1,0 +1,1 @@
+"""Reports: dependency-free SVG charts and the bench leaderboard pages."""

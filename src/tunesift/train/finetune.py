@@ -1,0 +1,281 @@
+"""Supervised fine-tuning on a selection: LoRA (default) or full, loss on response tokens only.
+
+A library component first: methods that train inside their selection loop (LESS warm-up,
+DiverseEvol's rounds, MoDS's seed model) call ``finetune(lm, subset, TrainConfig(...))`` with an
+in-memory ``Dataset`` and get the trained model back; ``tunesift train`` and ``tunesift bench`` are
+thin layers over it.
+
+Design choices, each a common SFT convention made explicit:
+- Targets are located exactly as the likelihood engine locates them (``tokenize_targets``: token
+  offsets against the template's response spans), so "what is trained" and "what is scored" are
+  the same tokens.
+- The loss is the mean over every target token of an optimiser step, accumulated across
+  micro-batches by token count (not a mean of per-micro-batch means, which would weight short
+  batches up).
+- Micro-batches are packed by a token budget from length-sorted examples, then the micro-batches
+  are shuffled with the seed: little padding, still a random order of updates.
+- Right padding and no attention mask: under causal attention padding placed after a sequence
+  never reaches it, and padded positions carry no loss.
+- LoRA weights are merged into the returned model (``merge_and_unload``), so evaluation runs on a
+  plain model through the same fast engine; the adapter itself is saved when ``output_dir`` is set.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.errors import TunesiftError
+from ..data.io import Dataset, atomic_path
+from ..models.loading import LoadedLM, load_causal_lm
+from ..models.templates import TEMPLATES, render_conversation
+
+log = logging.getLogger("tunesift")
+
+
+@dataclass
+class TrainConfig:
+    method: str = "lora"              # lora | full
+    template: str = "auto"            # auto (chat template if the tokenizer has one, else alpaca) | alpaca | ...
+    epochs: float = 1.0
+    learning_rate: float | None = None   # None: 2e-4 for LoRA, 2e-5 for full fine-tuning
+    batch_size: int = 16              # examples per optimiser step (gradient accumulation fills it)
+    micro_batch_tokens: int = 4096    # padded tokens per forward/backward
+    max_length: int = 1024
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = "all-linear"  # PEFT's "all-linear", or comma-separated module names
+    packing: bool = False             # concatenate examples into max_length rows (cross-example attention, as TRL's classic packing)
+    turns: str = "last"               # which assistant turns carry loss: last | all
+    seed: int = 0
+    bf16: bool | None = None          # None: bf16 autocast on a CUDA device that supports it
+
+    def validate(self) -> None:
+        if self.method not in ("lora", "full"):
+            raise TunesiftError(f"train method must be 'lora' or 'full', not {self.method!r}")
+        if self.template != "auto" and self.template not in TEMPLATES:
+            raise TunesiftError(f"unknown template {self.template!r}; choose auto or {', '.join(TEMPLATES)}")
+        if self.epochs <= 0 or self.batch_size < 1 or self.micro_batch_tokens < 16 or self.max_length < 8:
+            raise TunesiftError("epochs, batch_size, micro_batch_tokens and max_length must be positive")
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else (2e-4 if self.method == "lora" else 2e-5)
+
+
+@dataclass
+class TrainResult:
+    lm: LoadedLM                      # the trained model (LoRA merged), in eval mode
+    config: TrainConfig
+    log: list[dict] = field(default_factory=list)    # one row per optimiser step
+    examples: int = 0
+    target_tokens: int = 0
+    skipped: dict = field(default_factory=dict)      # reason -> count (nothing dropped silently)
+    seconds: float = 0.0
+    output_dir: str | None = None
+
+    def summary(self) -> dict:
+        losses = [r["loss"] for r in self.log]
+        return {"examples": self.examples, "target_tokens": self.target_tokens, "steps": len(self.log),
+                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+                "seconds": self.seconds, "skipped": self.skipped, "config": asdict(self.config)}
+
+
+def _fresh_model(model: Any, device: str | None, trust_remote_code: bool) -> LoadedLM:
+    """A private copy to train: the caller's model (often a shared, cached one) is never modified."""
+    if isinstance(model, LoadedLM):
+        m = copy.deepcopy(model.model).float()
+        return LoadedLM(m, model.tokenizer, model.name, model.fingerprint, model.device, "float32")
+    return load_causal_lm(model, device=device or "auto", dtype="float32", trust_remote_code=trust_remote_code)
+
+
+def _examples(lm: LoadedLM, data: Dataset, cfg: TrainConfig):
+    from ..signals.likelihood import tokenize_targets
+    template = cfg.template
+    if template == "auto":
+        template = "chat" if getattr(lm.tokenizer, "chat_template", None) else "alpaca"
+    reqs = [render_conversation(e, template, lm.tokenizer, cfg.turns) for e in data.examples]
+    prep = tokenize_targets(lm.tokenizer, reqs, cfg.max_length)
+    eos = lm.tokenizer.eos_token_id
+    items, skipped = [], {}
+    for p, r in zip(prep, reqs):
+        if len(p.pos) == 0:
+            skipped["no_target_within_max_length"] = skipped.get("no_target_within_max_length", 0) + 1
+            continue
+        ids, pos = p.ids, p.pos
+        # Teach the model to stop: EOS after the response, when the template did not write one.
+        if eos is not None and r.add_special_tokens and ids[-1] != eos and len(ids) < cfg.max_length:
+            ids = np.append(ids, eos)
+            pos = np.append(pos, len(ids) - 1)
+        if p.truncated:
+            skipped["truncated_response_kept"] = skipped.get("truncated_response_kept", 0) + 1
+        items.append((ids, pos))
+    return template, items, skipped
+
+
+def _micro_batches(items, cfg: TrainConfig, rng: np.random.Generator) -> list[list[int]]:
+    order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
+    out, cur, cur_len = [], [], 0
+    for i in order:
+        L = len(items[i][0])
+        if cur and (len(cur) + 1) * max(cur_len, L) > cfg.micro_batch_tokens:
+            out.append(cur)
+            cur = []
+        cur_len = L if not cur else max(cur_len, L)
+        cur.append(i)
+    if cur:
+        out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
+def _pack(items, max_length: int):
+    """Concatenate examples (in their given order) into rows of at most ``max_length`` tokens."""
+    rows, ids, pos = [], [], []
+    for a, p in items:
+        if ids and len(ids) + len(a) > max_length:
+            rows.append((np.asarray(ids), np.asarray(pos)))
+            ids, pos = [], []
+        pos.extend((p + len(ids)).tolist())
+        ids.extend(a.tolist())
+    if ids:
+        rows.append((np.asarray(ids), np.asarray(pos)))
+    return rows
+
+
+def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, output_dir: str | Path | None = None,
+             device: str | None = None, trust_remote_code: bool = False, progress: bool = True) -> TrainResult:
+    """Fine-tune ``model`` (a ``LoadedLM``, a path, a hub id, or None for the default model) on ``data``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    cfg = config or TrainConfig()
+    cfg.validate()
+    if len(data) == 0:
+        raise TunesiftError("nothing to train on: the selection is empty")
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    lm = _fresh_model(model, device, trust_remote_code)
+    net = lm.model
+    dev = next(net.parameters()).device
+    template, items, skipped = _examples(lm, data, cfg)
+    if not items:
+        raise TunesiftError(f"no example has a response token within max_length={cfg.max_length}")
+    if cfg.packing:
+        perm = rng.permutation(len(items))
+        items = _pack([items[i] for i in perm], cfg.max_length)
+
+    if cfg.method == "lora":
+        from peft import LoraConfig, get_peft_model
+        targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
+        net = get_peft_model(net, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                             target_modules=targets, task_type="CAUSAL_LM"))
+    net.train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    # Steps: each epoch is the examples in micro-batches, grouped into steps of ~batch_size examples.
+    epochs_full, frac = int(cfg.epochs), cfg.epochs - int(cfg.epochs)
+    plan: list[list[list[int]]] = []
+    for ep in range(math.ceil(cfg.epochs)):
+        mbs = _micro_batches(items, cfg, rng)
+        if ep == epochs_full and frac > 0:
+            mbs = mbs[:max(1, round(frac * len(mbs)))]
+        step, n = [], 0
+        for mb in mbs:
+            step.append(mb)
+            n += len(mb)
+            if n >= cfg.batch_size:
+                plan.append(step)
+                step, n = [], 0
+        if step:
+            plan.append(step)
+    total = len(plan)
+    warm = int(cfg.warmup_ratio * total)
+
+    def lr_at(s: int) -> float:   # linear warm-up, then linear decay to 0 (the usual SFT schedule)
+        if s < warm:
+            return cfg.lr * (s + 1) / warm
+        return cfg.lr * max(0.0, (total - s) / max(1, total - warm))
+
+    use_bf16 = cfg.bf16 if cfg.bf16 is not None else (dev.type == "cuda" and torch.cuda.is_bf16_supported())
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else (lm.tokenizer.eos_token_id or 0)
+    history: list[dict] = []
+    n_tokens = 0
+    bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, dynamic_ncols=True, leave=False)
+    try:
+        for s, step in enumerate(plan):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(s)
+            step_tokens = sum(len(items[i][1]) for mb in step for i in mb)
+            loss_sum = 0.0
+            for mb in step:
+                B, L = len(mb), max(len(items[i][0]) for i in mb)
+                ids = torch.full((B, L), pad, dtype=torch.long)
+                labels = torch.full((B, L), -100, dtype=torch.long)
+                for r, i in enumerate(mb):
+                    a, p = items[i]
+                    ids[r, :len(a)] = torch.from_numpy(a)
+                    labels[r, p] = torch.from_numpy(a[p])
+                ids, labels = ids.to(dev), labels.to(dev)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    logits = net(input_ids=ids, use_cache=False).logits
+                # token-level sum; divided by the step's target tokens so the step's loss is an exact mean
+                loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                                         labels[:, 1:].reshape(-1), ignore_index=-100,
+                                                         reduction="sum") / step_tokens
+                loss.backward()
+                loss_sum += float(loss.detach())
+            gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            n_tokens += step_tokens
+            history.append({"step": s + 1, "loss": loss_sum, "lr": lr_at(s), "grad_norm": gnorm,
+                            "tokens": step_tokens, "seconds": time.perf_counter() - t0})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum:.3f}", refresh=False)
+    finally:
+        bar.close()
+
+    net.eval()
+    if cfg.method == "lora":
+        if output_dir is not None:
+            net.save_pretrained(str(Path(output_dir) / "adapter"))
+        net = net.merge_and_unload()
+    elif output_dir is not None:
+        net.save_pretrained(str(Path(output_dir) / "model"))
+        lm.tokenizer.save_pretrained(str(Path(output_dir) / "model"))
+    for p in net.parameters():
+        p.requires_grad_(False)
+    # Keyed by what produced it (base model, data, config): a tensor hash of a large model samples a
+    # few tensors only, which a LoRA merge may leave unchanged, and scores must never be shared.
+    fp = hashlib.sha256(json.dumps([lm.fingerprint, data.fingerprint, asdict(cfg)], sort_keys=True).encode())
+    trained = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", "sft-" + fp.hexdigest()[:24], str(dev), "float32")
+    res = TrainResult(trained, cfg, history, examples=len(data) - sum(v for k, v in skipped.items()
+                                                                       if k != "truncated_response_kept"),
+                      target_tokens=n_tokens, skipped=skipped, seconds=time.perf_counter() - t0,
+                      output_dir=str(output_dir) if output_dir is not None else None)
+    if output_dir is not None:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "training_log.json") as tmp:
+            Path(tmp).write_text(json.dumps({"summary": res.summary(), "template": template, "base_model": lm.name,
+                                             "steps": history}, indent=1, default=str))
+        from ..report.svg import line_chart
+        with atomic_path(out / "loss.svg") as tmp:
+            Path(tmp).write_text(line_chart({"training loss": [(r["step"], r["loss"]) for r in history]},
+                                            title="Training loss", xlabel="step", ylabel="loss"))
+    return res
