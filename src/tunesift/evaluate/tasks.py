@@ -1,0 +1,169 @@
+"""Evaluations of a (fine-tuned) model, each returning ``{metric: value}`` plus counts.
+
+Likelihood evaluations run through the batched ``LikelihoodEngine`` (the same code that scores
+data), so they are as fast as scoring; generation runs batched ``generate`` with left padding.
+
+Named evaluations (``EVALS``) take a spec ``name[:limit][=path]``; without a path the file is
+looked up under an evaluation root laid out like ``shared/data/eval``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..data.errors import TunesiftError
+from ..data.io import Dataset
+from ..models.loading import LoadedLM
+from ..models.templates import Rendered, render_conversation
+from . import sets
+
+
+def _engine(lm: LoadedLM, max_length: int, batch_tokens: int, progress: bool):
+    from ..signals import LikelihoodEngine
+    # No score cache: a trained model is evaluated once, and its results go to the bench's cell cache.
+    return LikelihoodEngine(lm, max_length=max_length, batch_tokens=batch_tokens, use_cache=False, progress=progress)
+
+
+def response_nll(lm: LoadedLM, data: Dataset, template: str = "alpaca", max_length: int = 1024,
+                 batch_tokens: int = 16384, progress: bool = False) -> dict:
+    """Mean NLL of reference answers given their prompts: token-weighted (log-perplexity) and per example."""
+    reqs = [render_conversation(e, template, lm.tokenizer) for e in data.examples]
+    res = _engine(lm, max_length, batch_tokens, progress).nll(reqs, desc="eval nll")
+    ok = res.n_tokens > 0
+    return {"nll": float(res.sum_nll[ok].sum() / res.n_tokens[ok].sum()),
+            "nll_per_example": float(np.nanmean(res.mean_nll[ok])), "n": int(ok.sum()),
+            "truncated": int(res.truncated.sum())}
+
+
+def multiple_choice(lm: LoadedLM, items: list[sets.MCItem], max_length: int = 2048, batch_tokens: int = 16384,
+                    progress: bool = False) -> dict:
+    """Accuracy by the log-likelihood of each option after the prompt: ``acc`` (summed log-prob)
+    and ``acc_norm`` (per token), as lm-evaluation-harness reports them."""
+    reqs = [Rendered(it.prompt + o, ((len(it.prompt), len(it.prompt) + len(o)),)) for it in items for o in it.options]
+    res = _engine(lm, max_length, batch_tokens, progress).nll(reqs, desc="eval choices")
+    correct = correct_norm = 0
+    by_group: dict[str, list[int]] = {}
+    k = 0
+    for it in items:
+        n = len(it.options)
+        s, t = res.sum_nll[k:k + n], np.maximum(res.n_tokens[k:k + n], 1)
+        k += n
+        hit = int(np.argmin(s) == it.answer)
+        correct += hit
+        correct_norm += int(np.argmin(s / t) == it.answer)
+        by_group.setdefault(it.group, []).append(hit)
+    n = max(len(items), 1)
+    return {"acc": correct / n, "acc_norm": correct_norm / n, "n": len(items),
+            "acc_macro": float(np.mean([np.mean(v) for v in by_group.values()])) if by_group else 0.0,
+            "truncated": int(res.truncated.sum())}
+
+
+def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,
+             progress: bool = False, add_special_tokens: bool = True) -> list[str]:
+    """Greedy, batched (length-sorted, left-padded) generation; returns only the new text."""
+    import torch
+    from tqdm.auto import tqdm
+
+    tok, model = lm.tokenizer, lm.model
+    dev = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    enc = [tok(p, add_special_tokens=add_special_tokens).input_ids for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -len(enc[i]))
+    out: list[str] = [""] * len(prompts)
+    with torch.inference_mode():
+        for s in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
+            idx = order[s:s + batch_size]
+            L = max(len(enc[i]) for i in idx)
+            ids = torch.full((len(idx), L), pad, dtype=torch.long)
+            att = torch.zeros((len(idx), L), dtype=torch.long)
+            for r, i in enumerate(idx):
+                ids[r, L - len(enc[i]):] = torch.tensor(enc[i])
+                att[r, L - len(enc[i]):] = 1
+            gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+            for r, i in enumerate(idx):
+                out[i] = tok.decode(gen[r, L:], skip_special_tokens=True)
+    return out
+
+
+def gsm8k(lm: LoadedLM, items: list[sets.GenItem], template: str = "alpaca", max_new_tokens: int = 256,
+          batch_size: int = 16, progress: bool = False) -> dict:
+    """Exact match of the last number in the greedy answer against the reference after '####'."""
+    from ..data.io import from_records
+    ds = from_records([{"instruction": it.prompt, "input": "", "output": "x"} for it in items], name="gsm8k")
+    rendered = [render_conversation(e, template, lm.tokenizer) for e in ds.examples]
+    prompts = [r.text[:r.spans[0][0]] for r in rendered]    # everything before the response
+    answers = generate(lm, prompts, max_new_tokens, batch_size, progress,
+                       add_special_tokens=rendered[0].add_special_tokens if rendered else True)
+    hits = [sets._number(a) == it.answer for a, it in zip(answers, items)]
+    return {"exact_match": float(np.mean(hits)) if hits else 0.0, "n": len(items)}
+
+
+# ---------------------------------------------------------------- named evaluations
+@dataclass
+class EvalSpec:
+    name: str
+    limit: int | None
+    path: Path
+
+
+@dataclass(frozen=True)
+class EvalDef:
+    default_path: str             # relative to the evaluation root
+    metric: str                   # the headline metric
+    higher_is_better: bool
+    run: Callable[..., dict]
+
+
+def _nll_eval(spec: EvalSpec, lm: LoadedLM, template: str, progress: bool) -> dict:
+    return response_nll(lm, sets.load_references(spec.path, spec.limit), template=template, progress=progress)
+
+
+EVALS: dict[str, EvalDef] = {
+    "alpaca_eval_nll": EvalDef("alpaca_eval/alpaca_eval.json", "nll", False, _nll_eval),
+    "mt_bench_nll": EvalDef("mt_bench", "nll", False, _nll_eval),
+    "vicuna_nll": EvalDef("vicuna_bench", "nll", False, _nll_eval),
+    "mmlu": EvalDef("mmlu", "acc", True,
+                    lambda s, lm, t, p: multiple_choice(lm, sets.load_mmlu(s.path, limit=s.limit), progress=p)),
+    "bbh": EvalDef("bbh", "acc", True,
+                   lambda s, lm, t, p: multiple_choice(lm, sets.load_bbh(s.path, limit=s.limit), progress=p)),
+    "gsm8k": EvalDef("gsm8k/test.jsonl", "exact_match", True,
+                     lambda s, lm, t, p: gsm8k(lm, sets.load_gsm8k(s.path, limit=s.limit), template=t, progress=p)),
+}
+
+
+def parse_eval(spec: str, root: str | Path | None) -> EvalSpec:
+    """``name[:limit][=path]``, e.g. ``mmlu:500`` or ``heldout_nll=data/heldout.jsonl``."""
+    head, _, path = spec.partition("=")
+    name, _, lim = head.partition(":")
+    name = name.strip()
+    limit = int(lim) if lim else None
+    if name not in EVALS and not (name.endswith("_nll") and path):
+        raise TunesiftError(f"unknown evaluation {name!r}; known: {', '.join(sorted(EVALS))}, "
+                            "or NAME_nll=PATH for reference answers in any dataset file")
+    if path:
+        p = Path(path)
+    else:
+        if root is None:
+            raise TunesiftError(f"evaluation {name!r}: give its file ({name}=PATH) or an evaluation root (--eval-root)")
+        p = Path(root) / EVALS[name].default_path
+    if not p.exists():
+        raise TunesiftError(f"evaluation {name!r}: {p} does not exist")
+    return EvalSpec(name, limit, p)
+
+
+def run_eval(spec: EvalSpec, lm: LoadedLM, template: str = "alpaca", progress: bool = False) -> dict:
+    d = EVALS.get(spec.name) or EvalDef("", "nll", False, _nll_eval)
+    t = time.perf_counter()
+    out = d.run(spec, lm, template, progress)
+    out["seconds"] = time.perf_counter() - t
+    return out
+
+
+def headline(name: str) -> tuple[str, bool]:
+    d = EVALS.get(name)
+    return (d.metric, d.higher_is_better) if d else ("nll", False)
