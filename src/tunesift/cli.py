@@ -356,6 +356,29 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
     _run(go)
 
 
+@app.command()
+def serve(model: Optional[str] = MODEL, host: str = typer.Option("127.0.0.1", "--host"),
+          port: int = typer.Option(8000, "--port"), device: str = DEVICE, dtype: str = DTYPE,
+          request_log: Optional[str] = typer.Option(None, "--request-log", help="Append one JSON line per answered request."),
+          trust_remote_code: bool = TRC):
+    """Serve a local model behind an OpenAI-compatible API (chat, completions, logprobs) on loopback.
+
+    Example: `tunesift serve --port 8000 &` then any OpenAI-compatible client at http://127.0.0.1:8000/v1"""
+    _setup(False)
+    from .models.loading import load_causal_lm
+    from .serve import make_server
+
+    def go():
+        lm = load_causal_lm(model, device, dtype, trust_remote_code)
+        srv = make_server(lm, host, port, request_log)
+        console.print(f"serving {lm.name} at http://{host}:{srv.server_address[1]}/v1", markup=False)
+        try:
+            srv.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    _run(go)
+
+
 @data_app.command("sharegpt")
 def data_sharegpt(output: Path = typer.Option(..., "--output", "-o", help="File to write (.jsonl, .json, .parquet)."),
                   limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N conversations."),

@@ -264,6 +264,87 @@ class LikelihoodEngine:
             if self.cache is not None:
                 self.cache.flush()   # keep whatever finished, even when interrupted
 
+    # ------------------------------------------------------------ next-token distributions
+    def next_token_logprobs(self, texts: Sequence[str], candidates: Sequence[int], add_special_tokens: bool = True,
+                            desc: str = "rating") -> tuple[np.ndarray, np.ndarray]:
+        """Log-probabilities (full-vocabulary softmax) of each ``candidates`` token as the next token
+        after each text: judges that read a rating from one forward pass, with no generation.
+
+        Same batching as ``nll`` (length-sorted token budgets, right padding, no mask, head at one
+        position per row) and the same cache.  Texts longer than ``max_length`` keep their last
+        ``max_length`` tokens (the question a rating prompt ends with) and are flagged.
+        Returns (logprobs [N, K], truncated [N])."""
+        import torch
+
+        cand = np.asarray(list(candidates), dtype=np.int64)
+        enc = self.lm.tokenizer(list(texts), add_special_tokens=add_special_tokens, return_attention_mask=False)
+        prep, trunc = [], np.zeros(len(texts), dtype=bool)
+        for i, ids in enumerate(enc["input_ids"]):
+            ids = np.asarray(ids, dtype=np.int64)
+            if len(ids) > self.max_length:
+                ids, trunc[i] = ids[-self.max_length:], True
+            prep.append(_Prepared(ids, np.array([len(ids)]), 1, bool(trunc[i])))
+        out = np.zeros((len(texts), len(cand)), dtype=np.float64)
+        keys: list[bytes | None] = [None] * len(prep)
+        todo = []
+        cache = None
+        if self.cache is not None:
+            cache = ShardCache(self.cache.dir.parent, self.cache.dir.name + "-nexttok", ("logprobs",))
+            cache.load()
+        for i, p in enumerate(prep):
+            if cache is not None:
+                keys[i] = ShardCache.key(p.ids.tobytes(), cand.tobytes())
+                hit = cache.get(keys[i])
+                if hit is not None:
+                    out[i] = hit[0]
+                    self.stats.cached += 1
+                    continue
+            todo.append(i)
+        self.stats.requests += len(prep)
+        if not todo:
+            return out, trunc
+        model = self.lm.model
+        dev = next(model.parameters()).device
+        head = model.get_output_embeddings()
+        cand_t = torch.from_numpy(cand).to(dev)
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode(), _attention_backends(self.lm):
+                for b in self._batches(prep, todo):
+                    B, L = len(b), max(len(prep[i].ids) for i in b)
+                    ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+                    for r, i in enumerate(b):
+                        ids[r, :len(prep[i].ids)] = torch.from_numpy(prep[i].ids)
+                    ids = ids.to(dev)
+                    if self._fast_path is None:
+                        n0 = min(len(prep[b[0]].ids), 64)
+                        self._fast_path = self._check_fast_path(ids[:1, :n0], None)
+                    fast = self._fast_path
+                    last = torch.tensor([len(prep[i].ids) - 1 for i in b], device=dev)
+                    rows = torch.arange(B, device=dev)
+                    if fast:   # right padding: a row's last real token is unaffected by the pads after it
+                        h = model.base_model(input_ids=ids, use_cache=False)[0][rows, last]
+                        logits = head(h).float()
+                        cap = getattr(model.config, "final_logit_softcapping", None)
+                        if cap:
+                            logits = cap * torch.tanh(logits / cap)
+                    else:
+                        logits = model(input_ids=ids, use_cache=False).logits[rows, last].float()
+                    lp = torch.log_softmax(logits, -1)[:, cand_t].double().cpu().numpy()
+                    for r, i in enumerate(b):
+                        out[i] = lp[r]
+                        if cache is not None:
+                            cache.put(keys[i], (lp[r],))
+                    self.stats.computed += B
+                    self.stats.batches += 1
+                    self.stats.tokens += sum(len(prep[i].ids) for i in b)
+                    self.stats.padded_tokens += B * L
+        finally:
+            if cache is not None:
+                cache.flush()
+            self.stats.seconds += time.perf_counter() - t0
+        return out, trunc
+
     # ------------------------------------------------------------ model
     def _forward(self, items: list[_Prepared]) -> list[float]:
         import torch

@@ -1,0 +1,166 @@
+"""SelectIT: selective instruction tuning by the model's own uncertainty about its rating.
+
+Liu et al., "SelectIT: Selective Instruction Tuning for LLMs via Uncertainty-Aware Self-Reflection",
+NeurIPS 2024 (github.com/Blue-Raincoat/SelectIT).
+
+The base model reads a rating prompt and the probabilities P_1..P_5 of the next tokens "1".."5" are
+taken from one forward pass (nothing is generated; tunesift batches these passes in the likelihood
+engine, the official code runs one example per pass).
+- Token level: P' = P / sum(P); S_base = argmax P' (1..5); S_token = S_base * sum_i (P'_base - P'_i) / (K - 1).
+- Sentence level, over ``k`` rating prompts: S_sent = mean(S_token) / (1 + alpha * std(S_token)), std
+  the population std as in the code.
+- Model level, over models of different sizes: S = sum_n w_n S_sent^(n).
+Selection: the top 20% by S.
+
+Divergences offered by name (defaults follow the paper):
+- ``normalization="token_level_code"``: the official ``token_level.py`` applies a second softmax
+  (exp(P'/1) renormalised), which flattens the confidence term; ``sentence_level.py`` does not.
+- ``model_weights="official_code"``: ``model_level.py`` hard-codes 7/20, 13/20, 70/90 for its three
+  models (smallest first) instead of the paper's parameter shares theta_n / sum(theta).
+The prompt layout is the official code's: the rating line, a blank line, ``Instruction:`` + the
+instruction, ``Response:`` + the response, then ``The answer is: `` on its own line.  The rating
+lines below are tunesift's own paraphrases of the task; ``prompts_file`` takes any others (one per
+line), e.g. the authors' ``data/rating_prompt.txt``.  Ties are broken by lower index (the code's
+sort puts the higher index first).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data.errors import TunesiftError
+from ..data.io import Dataset
+from .base import Context, Method, choose, register
+
+RATING_PROMPTS = (
+    "Rate from 1 to 5 how well the response below fulfils the instruction, judging accuracy and helpfulness. "
+    "Answer with a single digit.",
+    "On a scale of 1 (poor) to 5 (excellent), score the quality of the response to the instruction. "
+    "Reply with one number.",
+    "Judge whether the response follows the instruction correctly and completely. Give a score between 1 and 5.",
+    "Considering relevance, correctness and clarity, how good is this response to the instruction? "
+    "Score it 1, 2, 3, 4 or 5.",
+    "You are grading an assistant. Read the instruction and its response, then output a grade from 1 (worst) "
+    "to 5 (best).",
+)
+OFFICIAL_MODEL_WEIGHTS = (7 / 20, 13 / 20, 70 / 90)
+
+
+@dataclass
+class SelectITConfig:
+    k: int = 5                        # rating prompts per example (sentence level)
+    alpha: float = 0.2
+    normalization: str = "paper"      # paper | token_level_code
+    models: str = ""                  # extra models (comma-separated paths) for the model level
+    model_weights: str = "paper"      # paper (parameter shares) | official_code (7/20, 13/20, 70/90)
+    prompts_file: str | None = None
+    max_length: int = 2048
+
+    def validate(self) -> None:
+        choose(self.normalization, ("paper", "token_level_code"), "normalization")
+        choose(self.model_weights, ("paper", "official_code"), "model_weights")
+        if self.k < 1:
+            raise TunesiftError("k must be at least 1")
+
+
+def rating_prompts(cfg: SelectITConfig) -> list[str]:
+    lines = RATING_PROMPTS if cfg.prompts_file is None else tuple(
+        ln.rstrip("\n") for ln in Path(cfg.prompts_file).read_text(encoding="utf-8").splitlines() if ln.strip())
+    if len(lines) < cfg.k:
+        raise TunesiftError(f"selectit: k={cfg.k} rating prompts asked for, {len(lines)} available")
+    return list(lines[:cfg.k])
+
+
+def rating_text(line: str, instruction: str, response: str) -> str:
+    # readlines() keeps the line's newline and the code adds another: a blank line follows the rating line
+    return f"{line}\n\nInstruction:{instruction}\nResponse:{response}\nThe answer is: \n"
+
+
+def digit_ids(tokenizer) -> list[int]:
+    ids = []
+    for d in "12345":
+        t = tokenizer.encode(d, add_special_tokens=False)
+        if len(t) != 1:
+            raise TunesiftError(f"selectit: the tokenizer splits the rating '{d}' into {len(t)} tokens; "
+                                "it needs single-token digits")
+        ids.append(t[0])
+    return ids
+
+
+def token_scores(logprobs: np.ndarray, normalization: str = "paper") -> np.ndarray:
+    """S_token per row of log-probabilities of the ratings 1..K."""
+    P = np.exp(logprobs)
+    Pn = P / P.sum(axis=1, keepdims=True)
+    if normalization == "token_level_code":
+        e = np.exp(Pn)
+        Pn = e / e.sum(axis=1, keepdims=True)
+    K = Pn.shape[1]
+    base = Pn.argmax(axis=1)
+    conf = (Pn[np.arange(len(Pn)), base][:, None] - Pn).sum(axis=1) / (K - 1)
+    return (base + 1) * conf
+
+
+def sentence_scores(tok: np.ndarray, alpha: float) -> np.ndarray:
+    """tok: [N, k] token-level scores over the k prompts."""
+    return tok.mean(axis=1) / (1 + alpha * tok.std(axis=1))
+
+
+def instruction_text(e) -> str:
+    # the code reads conversations[0].value: the whole user turn (instruction and input together)
+    if e.instruction is not None:
+        return e.instruction + ("\n" + e.input if e.input else "")
+    return e.prompt
+
+
+@register
+class SelectIT(Method):
+    name = "selectit"
+    Config = SelectITConfig
+    paper = "SelectIT: Selective Instruction Tuning via Uncertainty-Aware Self-Reflection"
+    venue = "NeurIPS 2024"
+    code = "https://github.com/Blue-Raincoat/SelectIT"
+    needs = ("causal_lm",)
+    summary = "Rating-token uncertainty (one forward pass, no generation) over prompts and model sizes; top 20%."
+    default_budget = "20%"
+
+    def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
+        from ..models.loading import load_causal_lm
+        from ..signals import LikelihoodEngine
+        cfg = self.config
+        lines = rating_prompts(cfg)
+        texts = [rating_text(ln, instruction_text(e), e.response) for e in data.examples for ln in lines]
+        lms = [ctx.causal_lm()] + [load_causal_lm(m.strip(), ctx.device, ctx.dtype, ctx.trust_remote_code)
+                                   for m in cfg.models.split(",") if m.strip()]
+        sent, sizes, trunc = [], [], np.zeros(len(data), dtype=bool)
+        for j, lm in enumerate(lms):
+            eng = ctx.engine(cfg.max_length) if j == 0 else LikelihoodEngine(
+                lm, max_length=ctx.max_length or cfg.max_length, batch_tokens=ctx.batch_tokens,
+                cache_dir=ctx.cache_dir, use_cache=ctx.use_cache, progress=ctx.progress)
+            lp, tr = eng.next_token_logprobs(texts, digit_ids(lm.tokenizer), desc=f"selectit rating ({lm.name})")
+            tok = token_scores(lp, cfg.normalization).reshape(len(data), len(lines))
+            sent.append(sentence_scores(tok, cfg.alpha))
+            sizes.append(sum(p.numel() for p in lm.model.parameters()))
+            trunc |= tr.reshape(len(data), len(lines)).any(axis=1)
+        w = self.weights(sizes)
+        table = pd.DataFrame({"score": sum(wi * s for wi, s in zip(w, sent)), "eligible": True,
+                              "reason": ""})
+        for j, s in enumerate(sent):
+            table[f"sentence_score_m{j}"] = s
+        table["truncated"] = trunc
+        return table
+
+    def weights(self, sizes: list[int]) -> list[float]:
+        if len(sizes) == 1:
+            return [1.0]
+        if self.config.model_weights == "official_code":
+            if len(sizes) != 3:
+                raise TunesiftError("model_weights=official_code is defined for exactly three models")
+            order = np.argsort(sizes)       # the code's weights go smallest to largest
+            w = [0.0] * 3
+            for rank, j in enumerate(order):
+                w[j] = OFFICIAL_MODEL_WEIGHTS[rank]
+            return w
+        return [s / sum(sizes) for s in sizes]
