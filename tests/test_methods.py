@@ -107,6 +107,10 @@ def test_random_is_seeded(alpaca_file):
     assert list(a) == list(b) and len(a) == 3 and set(a) != set(c)
 
 
+# Methods that train or generate inside selection: the same code paths, smaller settings.
+LIGHT = {"mods": dict(epochs=1, max_new_tokens=8)}
+
+
 @pytest.mark.parametrize("name", sorted(available_methods()))
 def test_conformance_every_method(name, tiny_llama, tiny_embedder, alpaca_file, tmp_path):
     """One fixed schema, deterministic selection, budget respected, outputs written for every method."""
@@ -115,6 +119,7 @@ def test_conformance_every_method(name, tiny_llama, tiny_embedder, alpaca_file, 
     if "template" in cls.describe()["parameters"] and cls.describe()["parameters"]["template"] in ("auto", "chat"):
         kw["template"] = "alpaca"   # the tiny tokenizer has no chat template
     budget = 3 if name != "superfiltering-d" else 1   # its pool is the top 20% by IFD: 1 of 8 here
+    kw.update(LIGHT.get(name, {}))
     res = tunesift.select(alpaca_file, name, budget, output=tmp_path / "sel.jsonl", **kw)
     t = res.table
     assert list(t.columns[: len(SCHEMA)]) == list(SCHEMA)

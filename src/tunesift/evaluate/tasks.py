@@ -63,8 +63,8 @@ def multiple_choice(lm: LoadedLM, items: list[sets.MCItem], max_length: int = 20
 
 
 def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,
-             progress: bool = False, add_special_tokens: bool = True) -> list[str]:
-    """Greedy, batched (length-sorted, left-padded) generation; returns only the new text."""
+             progress: bool = False, add_special_tokens: bool = True, num_beams: int = 1) -> list[str]:
+    """Greedy (or beam search), batched (length-sorted, left-padded) generation; returns only the new text."""
     import torch
     from tqdm.auto import tqdm
 
@@ -84,7 +84,8 @@ def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_
                 ids[r, L - len(enc[i]):] = torch.tensor(enc[i])
                 att[r, L - len(enc[i]):] = 1
             gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+                                 do_sample=False, num_beams=num_beams, pad_token_id=pad,
+                                 eos_token_id=tok.eos_token_id)
             for r, i in enumerate(idx):
                 out[i] = tok.decode(gen[r, L:], skip_special_tokens=True)
     return out
