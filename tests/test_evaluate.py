@@ -91,3 +91,12 @@ def test_bad_eval_files_name_file_and_line(tmp_path):
                                       ("none", None)])
 def test_number_parsing(text, num):
     assert _number(text) == num
+
+
+def test_named_generation_evals_run(tiny_llama, shared_data):
+    from tunesift.evaluate import run_eval
+    ev = shared_data / "eval"
+    r = run_eval(parse_eval("ifeval:2", ev), tiny_llama)
+    assert r["n"] == 2 and 0 <= r["prompt_strict"] <= 1 and "seconds" in r
+    g = run_eval(parse_eval("gsm8k:2", ev), tiny_llama)
+    assert g["n"] == 2 and g["exact_match"] in (0.0, 0.5, 1.0)

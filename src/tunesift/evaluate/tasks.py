@@ -104,6 +104,21 @@ def gsm8k(lm: LoadedLM, items: list[sets.GenItem], template: str = "alpaca", max
     return {"exact_match": float(np.mean(hits)) if hits else 0.0, "n": len(items)}
 
 
+def ifeval(lm: LoadedLM, rows: list[dict], template: str = "alpaca", max_new_tokens: int = 512,
+           batch_size: int = 16, progress: bool = False) -> dict:
+    """IFEval: generate a response per prompt (greedy), then run the verifiable-instruction checkers."""
+    from ..data.io import from_records
+    from .ifeval import score_responses
+    ds = from_records([{"instruction": r["prompt"], "input": "", "output": "x"} for r in rows], name="ifeval")
+    rendered = [render_conversation(e, template, lm.tokenizer) for e in ds.examples]
+    prompts = [r.text[:r.spans[0][0]] for r in rendered]
+    answers = generate(lm, prompts, max_new_tokens, batch_size, progress,
+                       add_special_tokens=rendered[0].add_special_tokens if rendered else True)
+    out = score_responses(rows, answers)
+    out.pop("by_type")
+    return out
+
+
 # ---------------------------------------------------------------- named evaluations
 @dataclass
 class EvalSpec:
@@ -120,6 +135,11 @@ class EvalDef:
     run: Callable[..., dict]
 
 
+def _ifeval_rows(spec: EvalSpec) -> list[dict]:
+    from .ifeval import load_ifeval
+    return load_ifeval(spec.path, spec.limit)
+
+
 def _nll_eval(spec: EvalSpec, lm: LoadedLM, template: str, progress: bool) -> dict:
     return response_nll(lm, sets.load_references(spec.path, spec.limit), template=template, progress=progress)
 
@@ -132,6 +152,8 @@ EVALS: dict[str, EvalDef] = {
                     lambda s, lm, t, p: multiple_choice(lm, sets.load_mmlu(s.path, limit=s.limit), progress=p)),
     "bbh": EvalDef("bbh", "acc", True,
                    lambda s, lm, t, p: multiple_choice(lm, sets.load_bbh(s.path, limit=s.limit), progress=p)),
+    "ifeval": EvalDef("ifeval/input_data.jsonl", "prompt_strict", True,
+                      lambda s, lm, t, p: ifeval(lm, _ifeval_rows(s), template=t, progress=p)),
     "gsm8k": EvalDef("gsm8k/test.jsonl", "exact_match", True,
                      lambda s, lm, t, p: gsm8k(lm, sets.load_gsm8k(s.path, limit=s.limit), template=t, progress=p)),
 }
