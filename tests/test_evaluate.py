@@ -94,9 +94,11 @@ def test_number_parsing(text, num):
 
 
 def test_named_generation_evals_run(tiny_llama, shared_data):
-    from tunesift.evaluate import run_eval
+    from tunesift.evaluate import tasks
+    from tunesift.evaluate.ifeval import load_ifeval
     ev = shared_data / "eval"
-    r = run_eval(parse_eval("ifeval:2", ev), tiny_llama)
-    assert r["n"] == 2 and 0 <= r["prompt_strict"] <= 1 and "seconds" in r
-    g = run_eval(parse_eval("gsm8k:2", ev), tiny_llama)
+    spec = parse_eval("ifeval:2", ev)
+    r = tasks.ifeval(tiny_llama, load_ifeval(spec.path, spec.limit), max_new_tokens=12)
+    assert r["n"] == 2 and 0 <= r["prompt_strict"] <= 1
+    g = tasks.gsm8k(tiny_llama, load_gsm8k(parse_eval("gsm8k:2", ev).path, limit=2), max_new_tokens=12)
     assert g["n"] == 2 and g["exact_match"] in (0.0, 0.5, 1.0)
