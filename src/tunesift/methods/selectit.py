@@ -58,8 +58,15 @@ class SelectITConfig:
     model_weights: str = "paper"      # paper (parameter shares) | official_code (7/20, 13/20, 70/90)
     prompts_file: str | None = None
     max_length: int = 2048
+    backend: str = "local"            # local: the run's model(s); api: an OpenAI-compatible server's logprobs
+    api_base: str | None = None       # e.g. http://127.0.0.1:8000/v1 (key from $OPENAI_API_KEY)
+    api_model: str | None = None
+    top_logprobs: int = 20
 
     def validate(self) -> None:
+        choose(self.backend, ("local", "api"), "backend")
+        if self.backend == "api" and not (self.api_base and self.api_model):
+            raise TunesiftError("selectit backend=api needs api_base and api_model")
         choose(self.normalization, ("paper", "token_level_code"), "normalization")
         choose(self.model_weights, ("paper", "official_code"), "model_weights")
         if self.k < 1:
@@ -132,6 +139,8 @@ class SelectIT(Method):
         cfg = self.config
         lines = rating_prompts(cfg)
         texts = [rating_text(ln, instruction_text(e), e.response) for e in data.examples for ln in lines]
+        if cfg.backend == "api":
+            return self._score_api(data, ctx, texts, len(lines))
         lms = [ctx.causal_lm()] + [load_causal_lm(m.strip(), ctx.device, ctx.dtype, ctx.trust_remote_code)
                                    for m in cfg.models.split(",") if m.strip()]
         sent, sizes, trunc = [], [], np.zeros(len(data), dtype=bool)
@@ -151,6 +160,20 @@ class SelectIT(Method):
             table[f"sentence_score_m{j}"] = s
         table["truncated"] = trunc
         return table
+
+    def _score_api(self, data: Dataset, ctx: Context, texts: list[str], k: int) -> pd.DataFrame:
+        from ..models.judge import RatingJudge
+        from ..models.openai_client import OpenAIClient
+        cfg = self.config
+        client = OpenAIClient(cfg.api_base, cfg.api_model, cache_dir=ctx.cache_dir, use_cache=ctx.use_cache)
+        res = RatingJudge("api", client=client, top_logprobs=cfg.top_logprobs).distribution(texts, ctx.progress)
+        with np.errstate(divide="ignore"):
+            tok = token_scores(np.log(res.probs), cfg.normalization).reshape(len(data), k)
+        missing = (res.mass == 0).reshape(len(data), k).any(axis=1)
+        sent = sentence_scores(tok, cfg.alpha)
+        return pd.DataFrame({"score": np.where(missing, np.nan, sent), "eligible": ~missing,
+                             "reason": np.where(missing, "no rating token in the server's top logprobs", ""),
+                             "sentence_score_m0": sent})
 
     def weights(self, sizes: list[int]) -> list[float]:
         if len(sizes) == 1:
