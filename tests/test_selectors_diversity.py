@@ -143,3 +143,34 @@ def test_diversity_report_and_vendi():
     D = np.sqrt(((X[:, None] - X[None, picks]) ** 2).sum(-1))
     assert rep["selection"]["coverage_radius"] == pytest.approx(D.min(1).max(), rel=1e-4)
     assert rep["selection"]["mean_pairwise_distance"] > rep["pool"]["mean_pairwise_distance"]
+
+
+def _greedy(f, n, k):
+    picks = []
+    for _ in range(k):
+        best = max((a for a in range(n) if a not in picks), key=lambda a: (f(picks + [a]) - f(picks), -a))
+        picks.append(best)
+    return picks
+
+
+def test_flmi_and_flcg_match_their_definitions():
+    from tunesift.selectors.submodular import flcg, flmi
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 6))
+    Q = rng.normal(size=(7, 6))
+    P = rng.normal(size=(5, 6))
+    S = np.maximum(similarity(X), 0)
+    Sq = np.maximum(similarity(Q, X), 0)       # |Q| x N
+    Sp = np.maximum(similarity(X, P), 0)       # N x |P|
+
+    def mi(A, eta=0.5):
+        if not A:
+            return 0.0
+        return Sq[:, A].max(axis=1).sum() + eta * Sq[:, A].max(axis=0).sum()
+
+    def cg(A, nu=0.8):
+        m = S[:, A].max(axis=1) if A else np.zeros(len(S))
+        return np.maximum(m - nu * Sp.max(axis=1), 0).sum()
+
+    assert list(flmi(Sq, 6, eta=0.5)) == _greedy(mi, 40, 6)
+    assert list(flcg(S, Sp, 6, nu=0.8)) == _greedy(cg, 40, 6)

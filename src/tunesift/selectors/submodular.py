@@ -99,6 +99,24 @@ def facility_location(S=None, k: int = 10, *, sparse=None, initial: np.ndarray |
     return (out, np.asarray(gains)) if return_gains else out
 
 
+def flmi(S_qv: np.ndarray, k: int, eta: float = 1.0, return_gains: bool = False):
+    """Facility-location mutual information with a query (target) set Q (PRISM's FLQMI, submodlib's
+    FacilityLocationMutualInformation): I(A; Q) = sum_{i in Q} max_{j in A} s_ij + eta * sum_{j in A}
+    max_{i in Q} s_ij.  ``S_qv``: |Q| x N similarities (clipped at 0).  The first term is a facility
+    location over the query rows, the second a modular bonus, so the lazy greedy stays exact."""
+    S_qv = np.asarray(S_qv, dtype=np.float64)
+    return facility_location(S_qv, k, modular=eta * np.maximum(S_qv.max(axis=0), 0), return_gains=return_gains)
+
+
+def flcg(S: np.ndarray, S_private: np.ndarray, k: int, nu: float = 1.0, return_gains: bool = False):
+    """Facility-location conditional gain away from a private set P (PRISM's FLCG):
+    f(A | P) = sum_{i in V} max(max_{j in A} s_ij - nu * max_{p in P} s_ip, 0).  ``S``: N x N,
+    ``S_private``: N x |P| (clipped at 0).  It is facility location started from the coverage P
+    already gives (scaled by nu), so examples that P covers add little."""
+    start = nu * np.maximum(np.asarray(S_private, dtype=np.float64).max(axis=1), 0)
+    return facility_location(np.asarray(S, dtype=np.float64), k, initial=start, return_gains=return_gains)
+
+
 def facility_location_value(S: np.ndarray, picks) -> float:
     if len(picks) == 0:
         return 0.0
