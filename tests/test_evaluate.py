@@ -102,3 +102,19 @@ def test_named_generation_evals_run(tiny_llama, shared_data):
     assert r["n"] == 2 and 0 <= r["prompt_strict"] <= 1
     g = tasks.gsm8k(tiny_llama, load_gsm8k(parse_eval("gsm8k:2", ev).path, limit=2), max_new_tokens=12)
     assert g["n"] == 2 and g["exact_match"] in (0.0, 0.5, 1.0)
+
+
+def test_single_token_options_take_one_forward_per_question(tiny_llama):
+    from tunesift.evaluate.tasks import _single_token_options
+    tok = tiny_llama.tokenizer
+    prompt = "Question: pick one.\nAnswer:"
+    base = tok(prompt).input_ids
+    opts = [o for o in (" the", " a", " of", " to", " and", " is", " A", " B", " fox", " dog")
+            if tok(prompt + o).input_ids[:-1] == base][:4]      # single tokens in the tiny vocabulary
+    assert len(opts) == 4, opts
+    items = [MCItem(prompt.replace("one", f"one ({i})"), opts, i % 4) for i in range(6)]
+    assert _single_token_options(tiny_llama, items) is not None
+    res = multiple_choice(tiny_llama, items)
+    want = sum(int(np.argmax([_logprob(tiny_llama, it.prompt, o)[0] for o in it.options]) == it.answer)
+               for it in items)
+    assert res["acc"] == pytest.approx(want / len(items)) and res["n"] == 6

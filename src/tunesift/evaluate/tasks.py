@@ -43,8 +43,14 @@ def multiple_choice(lm: LoadedLM, items: list[sets.MCItem], max_length: int = 20
                     progress: bool = False) -> dict:
     """Accuracy by the log-likelihood of each option after the prompt: ``acc`` (summed log-prob)
     and ``acc_norm`` (per token), as lm-evaluation-harness reports them."""
+    eng = _engine(lm, max_length, batch_tokens, progress)
+    single = _single_token_options(lm, items)
+    if single is not None:
+        # Every option is one token after its prompt (MMLU's " A".." D", BBH's letters in most
+        # tokenizers): one forward per question reads all options' log-probs at once (a k-fold saving).
+        return _mc_single_token(eng, items, single)
     reqs = [Rendered(it.prompt + o, ((len(it.prompt), len(it.prompt) + len(o)),)) for it in items for o in it.options]
-    res = _engine(lm, max_length, batch_tokens, progress).nll(reqs, desc="eval choices")
+    res = eng.nll(reqs, desc="eval choices")
     correct = correct_norm = 0
     by_group: dict[str, list[int]] = {}
     k = 0
@@ -60,6 +66,42 @@ def multiple_choice(lm: LoadedLM, items: list[sets.MCItem], max_length: int = 20
     return {"acc": correct / n, "acc_norm": correct_norm / n, "n": len(items),
             "acc_macro": float(np.mean([np.mean(v) for v in by_group.values()])) if by_group else 0.0,
             "truncated": int(res.truncated.sum())}
+
+
+def _single_token_options(lm: LoadedLM, items: list[sets.MCItem]) -> list[list[int]] | None:
+    tok = lm.tokenizer
+    out = []
+    for it in items:
+        base = tok(it.prompt).input_ids
+        ids = []
+        for o in it.options:
+            full = tok(it.prompt + o).input_ids
+            if len(full) != len(base) + 1 or full[:len(base)] != base:
+                return None
+            ids.append(full[-1])
+        out.append(ids)
+    return out
+
+
+def _mc_single_token(eng, items: list[sets.MCItem], option_ids: list[list[int]]) -> dict:
+    # group by the option set so each group is one next_token_logprobs call
+    groups: dict[tuple, list[int]] = {}
+    for q, ids in enumerate(option_ids):
+        groups.setdefault(tuple(ids), []).append(q)
+    correct = 0
+    by_group: dict[str, list[int]] = {}
+    truncated = 0
+    for ids, qs in groups.items():
+        lp, tr = eng.next_token_logprobs([items[q].prompt for q in qs], list(ids), desc="eval choices")
+        truncated += int(tr.sum())
+        for row, q in zip(lp, qs):
+            hit = int(np.argmax(row) == items[q].answer)
+            correct += hit
+            by_group.setdefault(items[q].group, []).append(hit)
+    n = max(len(items), 1)
+    return {"acc": correct / n, "acc_norm": correct / n, "n": len(items),
+            "acc_macro": float(np.mean([np.mean(v) for v in by_group.values()])) if by_group else 0.0,
+            "truncated": truncated}
 
 
 def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,
