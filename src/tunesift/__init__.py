@@ -1,5 +1,5 @@
 """tunesift: pick the instruction-tuning examples worth keeping, with the field's published methods."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .api import ScoreResult, SelectionResult, score, select  # noqa: E402
 from .data import Dataset, DataError, TunesiftError, read_dataset  # noqa: E402
