@@ -108,7 +108,15 @@ def test_random_is_seeded(alpaca_file):
 
 
 # Methods that train or generate inside selection: the same code paths, smaller settings.
-LIGHT = {"mods": dict(epochs=1, max_new_tokens=8)}
+LIGHT = {"mods": lambda tmp: dict(epochs=1, max_new_tokens=8),
+         "instruction-mining": lambda tmp: dict(rule="file", rule_file=str(_rule(tmp)))}
+
+
+def _rule(tmp):
+    p = tmp / "rule.json"
+    p.write_text(json.dumps({"intercept": 1.0, "coef": {"ppl": 0.01, "output_len": -0.001, "knn6": 0.1,
+                                                        "reward": -0.05, "mtld": -0.002}}))
+    return p
 
 
 @pytest.mark.parametrize("name", sorted(available_methods()))
@@ -119,7 +127,7 @@ def test_conformance_every_method(name, tiny_llama, tiny_embedder, alpaca_file, 
     if "template" in cls.describe()["parameters"] and cls.describe()["parameters"]["template"] in ("auto", "chat"):
         kw["template"] = "alpaca"   # the tiny tokenizer has no chat template
     budget = 3 if name != "superfiltering-d" else 1   # its pool is the top 20% by IFD: 1 of 8 here
-    kw.update(LIGHT.get(name, {}))
+    kw.update(LIGHT[name](tmp_path) if name in LIGHT else {})
     res = tunesift.select(alpaca_file, name, budget, output=tmp_path / "sel.jsonl", **kw)
     t = res.table
     assert list(t.columns[: len(SCHEMA)]) == list(SCHEMA)
