@@ -357,6 +357,59 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
 
 
 @app.command()
+def recycle(data: Path = typer.Argument(..., help="Dataset to rewrite."),
+            output: Path = typer.Option(..., "--output", "-o", help="Recycled dataset (input's format, each "
+                                        "record with _provenance); a .manifest.json beside it."),
+            oracle_model: Optional[str] = typer.Option(None, "--oracle-model", help="Local oracle model (default: "
+                                                       "the packaged SmolLM2-135M-Instruct; weak, a teacher substitution)."),
+            api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible server for the oracle, "
+                                                   "e.g. http://127.0.0.1:8000/v1 (key from $OPENAI_API_KEY)."),
+            api_model: Optional[str] = typer.Option(None, "--api-model", help="Model name on that server."),
+            mode: str = typer.Option("both", "--mode", help="response, instruction, or both."),
+            selective: bool = typer.Option(False, "--selective", help="Selective Reflection: keep a rewrite only where "
+                                           "the student's IFD / r-IFD accept it (needs --mode both)."),
+            student: Optional[str] = typer.Option(None, "--student", help="Student model for --selective (default: "
+                                                  "the packaged default model)."),
+            max_new_tokens: int = typer.Option(1024, "--max-new-tokens"), retries: int = typer.Option(2, "--retries"),
+            device: str = DEVICE, limit: Optional[int] = LIMIT, on_error: str = ONERR, cache_dir: Optional[str] = CACHE,
+            quiet: bool = QUIET):
+    """Reflection-Tuning: an oracle critiques and rewrites each example (response, instruction, or both).
+
+    Examples:
+
+        tunesift recycle cherry_5pct.json -o recycled.json --api-base http://127.0.0.1:8000/v1 --api-model qwen
+
+        tunesift recycle data.json -o srecycled.json --selective --student ./llama-2-7b --api-base URL --api-model gpt
+    """
+    _setup(quiet)
+    from .data import read_dataset, write_json, write_records
+    from .models.loading import load_causal_lm
+    from .recycle import Oracle
+    from .recycle import recycle as run_recycle
+
+    def go():
+        ds = read_dataset(data, on_error=on_error, limit=limit)
+        if api_base:
+            from .models.openai_client import OpenAIClient
+            if not api_model:
+                raise TunesiftError("--api-base needs --api-model")
+            oracle = Oracle(client=OpenAIClient(api_base, api_model, cache_dir=cache_dir), max_new_tokens=max_new_tokens)
+        else:
+            oracle = Oracle(lm=load_causal_lm(oracle_model, device), max_new_tokens=max_new_tokens)
+        stud = load_causal_lm(student, device) if selective else None
+        res = run_recycle(ds, oracle, mode=mode, selective=selective, student=stud, retries=retries,
+                          progress=not quiet and sys.stderr.isatty(), student_options={"cache_dir": cache_dir})
+        write_records(res.records, output)
+        manifest = output.with_name(output.stem + ".manifest.json")
+        write_json({"input": str(data), "mode": mode, "selective": selective, "counts": res.counts,
+                    "oracle": api_model or oracle_model or "default", "student": student if selective else None},
+                   manifest)
+        Console().print(f"recycled {len(res.records):,} of {len(ds):,} examples: {res.counts}\noutput: {output}\n"
+                        f"manifest: {manifest}", markup=False, highlight=False)
+    _run(go)
+
+
+@app.command()
 def serve(model: Optional[str] = MODEL, host: str = typer.Option("127.0.0.1", "--host"),
           port: int = typer.Option(8000, "--port"), device: str = DEVICE, dtype: str = DTYPE,
           request_log: Optional[str] = typer.Option(None, "--request-log", help="Append one JSON line per answered request."),
