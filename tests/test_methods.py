@@ -109,7 +109,15 @@ def test_random_is_seeded(alpaca_file):
 
 # Methods that train or generate inside selection: the same code paths, smaller settings.
 LIGHT = {"mods": lambda tmp: dict(epochs=1, max_new_tokens=8),
-         "instruction-mining": lambda tmp: dict(rule="file", rule_file=str(_rule(tmp)))}
+         "instruction-mining": lambda tmp: dict(rule="file", rule_file=str(_rule(tmp))),
+         "recost": lambda tmp: dict(corpus=str(_corpus(tmp)), window=4, n_clusters=2)}
+
+
+def _corpus(tmp):
+    p = tmp / "corpus.jsonl"
+    p.write_text("\n".join(json.dumps({"instruction": f"Fact {i}", "input": "", "output": t}) for i, t in enumerate(
+        ["Paris is the capital of France.", "Five follows four.", "Foxes are quick.", "Guten Morgen means good morning."])))
+    return p
 
 
 def _rule(tmp):
