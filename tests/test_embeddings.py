@@ -31,3 +31,21 @@ def test_default_embedder_is_all_minilm(tmp_path):
     assert v.shape == (3, 384)
     sims = v @ v.T
     assert sims[0, 1] > 0.9 > sims[0, 2]     # paraphrases close, code far: a real sentence encoder
+
+
+def test_lm_embedder_is_mean_pooled_last_hidden_state(tiny_llama, alpaca_file, tmp_path):
+    import numpy as np
+    import torch
+
+    import tunesift
+    from tunesift.signals.embeddings import LMEmbedder
+    texts = ["short", "a somewhat longer text about foxes", "mid length text"]
+    got = LMEmbedder(tiny_llama, cache_dir=str(tmp_path), progress=False).encode(texts)
+    tok, m = tiny_llama.tokenizer, tiny_llama.model
+    for t, g in zip(texts, got):
+        with torch.no_grad():
+            h = m.base_model(input_ids=torch.tensor([tok(t).input_ids]))[0][0].mean(0)
+        np.testing.assert_allclose(g, (h / h.norm()).numpy(), rtol=1e-4, atol=1e-5)
+    # a method reaches it with embedder="lm"
+    res = tunesift.select(alpaca_file, "kcenter", 3, lm=tiny_llama, embedder="lm", use_cache=False, progress=False)
+    assert len(res.selected_indices) == 3

@@ -89,7 +89,7 @@ TURNS = typer.Option("last", "--turns", help="Multi-turn examples: score the las
 SEED = typer.Option(0, "--seed", help="Seed for every random choice (same inputs + seed = same selection).")
 LIMIT = typer.Option(None, "--limit", help="Read only the first N records (quick looks).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or info logs.")
-EMB = typer.Option(None, "--embedder", help="Sentence encoder for diversity methods: local path. Default: packaged all-MiniLM-L6-v2.")
+EMB = typer.Option(None, "--embedder", help="Encoder for diversity methods: a local sentence-encoder path, or `lm` for the run's causal LM (mean-pooled last hidden states). Default: packaged all-MiniLM-L6-v2.")
 TRC = typer.Option(False, "--trust-remote-code", help="Allow model repos to run their own code (off by default).")
 
 

@@ -74,6 +74,10 @@ class Context:
     engine_options: dict = field(default_factory=dict)   # extra LikelihoodEngine parameters
 
     def embedder(self):
+        if self.embedder_obj is None and self.embedder_model == "lm":
+            from ..signals.embeddings import LMEmbedder   # the run's causal LM, mean-pooled
+            self.embedder_obj = LMEmbedder(self.causal_lm(), cache_dir=self.cache_dir, use_cache=self.use_cache,
+                                           progress=self.progress)
         if self.embedder_obj is None:
             from ..signals.embeddings import Embedder
             self.embedder_obj = Embedder(self.embedder_model, device=self.device, cache_dir=self.cache_dir,

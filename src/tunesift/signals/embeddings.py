@@ -113,3 +113,74 @@ class Embedder:
         if self.cache is not None:
             self.cache.flush()
         return np.stack(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+class LMEmbedder:
+    """Mean-pooled last hidden states of a causal LM (the embedding of "Maybe Only 0.5% Data is
+    Needed" and of DiverseEvol's model-based variant): ``--embedder lm`` uses the run's model.
+    Same interface as ``Embedder``; batched by length, right-padded (causal attention: padding after
+    a text never changes its hidden states, so no mask is needed), cached by token ids."""
+
+    def __init__(self, lm, max_length: int = 512, batch_tokens: int = 16384, normalize: bool = True,
+                 cache_dir: str | None = None, use_cache: bool = True, progress: bool = True):
+        self.lm, self.max_length, self.batch_tokens = lm, max_length, batch_tokens
+        self.normalize, self.progress = normalize, progress
+        ns = f"lm-embeddings/{lm.fingerprint.replace('/', '_')}-{lm.dtype}-{max_length}-{'norm' if normalize else 'raw'}"
+        self.cache = ShardCache(cache_root(cache_dir), ns, ("vec",)) if use_cache else None
+
+    def encode(self, texts: Sequence[str], desc: str = "embedding (LM)") -> np.ndarray:
+        import torch
+        from tqdm.auto import tqdm
+        tok, model = self.lm.tokenizer, self.lm.model
+        dev = next(model.parameters()).device
+        enc = tok(list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False)["input_ids"]
+        ids = [np.asarray(x if len(x) else [tok.eos_token_id or 0], dtype=np.int64) for x in enc]
+        H = model.config.hidden_size
+        out = np.zeros((len(ids), H), dtype=np.float32)
+        keys, todo = [None] * len(ids), []
+        if self.cache is not None:
+            self.cache.load()
+        for i, x in enumerate(ids):
+            if self.cache is not None:
+                keys[i] = ShardCache.key(x.tobytes())
+                hit = self.cache.get(keys[i])
+                if hit is not None:
+                    out[i] = hit[0]
+                    continue
+            todo.append(i)
+        order = sorted(todo, key=lambda i: -len(ids[i]))
+        batches, cur = [], []
+        for i in order:
+            if cur and (len(cur) + 1) * len(ids[cur[0]]) > self.batch_tokens:
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
+        try:
+            with torch.inference_mode():
+                for b in batches:
+                    L = len(ids[b[0]])
+                    x = torch.full((len(b), L), pad, dtype=torch.long)
+                    m = torch.zeros((len(b), L, 1))
+                    for r, i in enumerate(b):
+                        x[r, :len(ids[i])] = torch.from_numpy(ids[i])
+                        m[r, :len(ids[i])] = 1
+                    h = model.base_model(input_ids=x.to(dev), use_cache=False)[0].float()
+                    m = m.to(dev)
+                    v = (h * m).sum(1) / m.sum(1)
+                    if self.normalize:
+                        v = torch.nn.functional.normalize(v, dim=-1)
+                    v = v.cpu().numpy()
+                    for r, i in enumerate(b):
+                        out[i] = v[r]
+                        if self.cache is not None:
+                            self.cache.put(keys[i], (v[r],))
+                    bar.update(len(b))
+        finally:
+            bar.close()
+            if self.cache is not None:
+                self.cache.flush()
+        return out
