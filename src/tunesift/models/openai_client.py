@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -165,8 +166,8 @@ class OpenAIClient:
                 last = APIError(f"HTTP {e.code}: {detail}")
                 ra = e.headers.get("Retry-After") if e.headers else None
                 wait = float(ra) if ra and ra.replace(".", "", 1).isdigit() else None
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
-                last = e
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, http.client.HTTPException) as e:
+                last = e          # refused, reset, timed out, or cut mid-body (IncompleteRead): retry
             except json.JSONDecodeError as e:
                 last = APIError(f"malformed JSON from the server: {e}")
             if attempt < self.max_retries:
