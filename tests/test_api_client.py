@@ -97,7 +97,10 @@ def test_server_killed_mid_run_then_restarted(server, tmp_path):
     state["proc"].kill()
     assert len(out) == len(prompts) and all(r["choices"] for r in out)
     asked = _asked(server["log"])
-    assert len(asked) == len(set(asked)) == len(prompts)      # every prompt answered exactly once
+    # The server logs after sending: no answer the client received was asked for again.  The kill
+    # may land between a send and its log line, so up to `concurrency` answers can be unlogged.
+    assert len(asked) == len(set(asked))
+    assert len(prompts) - c.concurrency <= len(asked) <= len(prompts)
     assert c.stats.retries > 0
     # a fresh client over the same cache asks nothing
     c2 = OpenAIClient(url, "tiny", cache_dir=str(tmp_path / "c"))
