@@ -5,7 +5,7 @@ import torch
 
 import tunesift
 from tunesift.data import read_dataset
-from tunesift.methods.mods import _question
+from tunesift.methods._judging import question_text as _question
 from tunesift.signals.reward import RewardModel
 
 

@@ -155,7 +155,8 @@ def recycle(data: Dataset, oracle: Oracle, mode: str = "both", selective: bool =
     if selective and mode != "both":
         raise TunesiftError("selective reflection compares every version: it needs mode=both")
     exs = data.examples
-    instr = [e.instruction + ("\n" + e.input if e.input else "") if e.instruction is not None else e.prompt for e in exs]
+    from .methods._judging import question_text
+    instr = [question_text(e) for e in exs]
     counts: dict[str, int] = {"examples": len(exs)}
     raw: dict[str, list[str]] = {}
 

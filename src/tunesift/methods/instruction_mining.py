@@ -153,9 +153,9 @@ class InstructionMining(Method):
         return ind
 
     def _reward(self, data: Dataset, ctx: Context) -> np.ndarray:
-        from .mods import MoDS, MoDSConfig, _question
-        judge = MoDS(MoDSConfig(reward_model=self.config.reward_model, max_length=self.config.max_length))
-        return judge._reward(ctx, [_question(e) for e in data.examples], [e.response for e in data.examples])
+        from ._judging import PairJudge, question_text
+        return PairJudge(self.config.reward_model, self.config.max_length)(
+            ctx, [question_text(e) for e in data.examples], [e.response for e in data.examples])
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         rule = self.rule()

@@ -29,6 +29,7 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.templates import render_conversation
 from ..selectors.cluster import kmeans
+from ._judging import PairJudge, question_text
 from .base import Context, Method, choose, register
 
 log = logging.getLogger("tunesift")
@@ -87,9 +88,7 @@ class IterSelectTune(Method):
     default_budget = "20%"
 
     def _judge_scores(self, ctx: Context, questions: list[str], answers: list[str]) -> np.ndarray:
-        from .mods import MoDS, MoDSConfig
-        m = MoDS(MoDSConfig(reward_model=self.config.reward_model if self.config.judge == "reward" else None))
-        return m._reward(ctx, questions, answers)
+        return PairJudge(self.config.reward_model if self.config.judge == "reward" else None)(ctx, questions, answers)
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         from ..evaluate.tasks import generate
@@ -99,8 +98,7 @@ class IterSelectTune(Method):
         n = len(data)
         labels_c, _ = kmeans(X, min(cfg.n_clusters, n), seed=ctx.seed)
         lm = ctx.causal_lm()
-        questions = [(e.instruction + ("\n" + e.input if e.input else "")) if e.instruction is not None else e.prompt
-                     for e in data.examples]
+        questions = [question_text(e) for e in data.examples]
         y = np.full(n, -1)                 # -1 unlabelled, 1 hard, 0 easy
         round_of = np.full(n, 0)
         w = None

@@ -34,6 +34,7 @@ from ..data.io import Dataset
 from ..models.loading import resolve_device
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
+from ._judging import PairJudge, question_text
 from .base import Context, SetMethod, choose, register
 
 log = logging.getLogger("tunesift")
@@ -59,12 +60,6 @@ class MoDSConfig:
             raise TunesiftError("seed_fraction must be in (0, 1]")
 
 
-def _question(e, always_newline: bool = False) -> str:
-    ins = e.instruction if e.instruction is not None else e.prompt
-    inp = e.input or ""
-    return ins + "\n" + inp if (inp or always_newline) else ins
-
-
 @register
 class MoDS(SetMethod):
     name = "mods"
@@ -76,29 +71,10 @@ class MoDS(SetMethod):
     stages = 3
     summary = "Reward-model quality filter, k-center seed set, then what the seed-tuned model still answers badly."
 
-    # ------------------------------------------------------------ judges
-    def _judge(self, ctx: Context):
+    def _reward(self, ctx: Context, questions: list[str], answers: list[str]) -> np.ndarray:
         if getattr(self, "judge_", None) is None:
-            if self.config.reward_model:
-                from ..signals.reward import RewardModel
-                self.judge_ = RewardModel(self.config.reward_model, device=ctx.device, cache_dir=ctx.cache_dir,
-                                          use_cache=ctx.use_cache, progress=ctx.progress)
-            else:
-                self.judge_ = "rating"
-        return self.judge_
-
-    def _reward(self, ctx: Context, questions: list[str], answers: list[str], lm=None) -> np.ndarray:
-        judge = self._judge(ctx)
-        if judge != "rating":
-            return judge.score(questions, answers)[0]
-        from .selectit import RATING_PROMPTS, digit_ids, rating_text
-        lm = ctx.causal_lm()
-        eng = ctx.engine(self.config.max_length)
-        texts = [rating_text(RATING_PROMPTS[0], q, a) for q, a in zip(questions, answers)]
-        lp, _ = eng.next_token_logprobs(texts, digit_ids(lm.tokenizer), desc="mods rating")
-        P = np.exp(lp)
-        P /= P.sum(axis=1, keepdims=True)
-        return (P * np.arange(1, 6)).sum(axis=1)
+            self.judge_ = PairJudge(self.config.reward_model, self.config.max_length)
+        return self.judge_(ctx, questions, answers)
 
     def _thresholds(self) -> tuple[float, float]:
         rm = bool(self.config.reward_model)
@@ -109,7 +85,7 @@ class MoDS(SetMethod):
     # ------------------------------------------------------------ stages
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         alpha, _ = self._thresholds()
-        q = self._reward(ctx, [_question(e) for e in data.examples], [e.response for e in data.examples])
+        q = self._reward(ctx, [question_text(e) for e in data.examples], [e.response for e in data.examples])
         self.data_ = data
         self.embeddings_ = ctx.embed(data, self.config.field)
         eligible = q > alpha
@@ -147,7 +123,7 @@ class MoDS(SetMethod):
                 prompts.append(r.text[:r.spans[0][0]])
             answers = generate(tr.lm, prompts, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
                                progress=ctx.progress)
-            ans_reward = self._reward(ctx, [_question(e, always_newline=True) for e in exs], answers)
+            ans_reward = self._reward(ctx, [question_text(e, always_newline=True) for e in exs], answers)
             table["answer_reward"] = np.nan
             table.loc[rest, "answer_reward"] = ans_reward
             below = np.flatnonzero(ans_reward < beta)

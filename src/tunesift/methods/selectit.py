@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
+from ._judging import question_text
 from .base import Context, Method, choose, register
 
 RATING_PROMPTS = (
@@ -117,9 +118,7 @@ def sentence_scores(tok: np.ndarray, alpha: float) -> np.ndarray:
 
 def instruction_text(e) -> str:
     # the code reads conversations[0].value: the whole user turn (instruction and input together)
-    if e.instruction is not None:
-        return e.instruction + ("\n" + e.input if e.input else "")
-    return e.prompt
+    return question_text(e)
 
 
 @register

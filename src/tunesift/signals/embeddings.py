@@ -18,6 +18,7 @@ import numpy as np
 from ..data.errors import TunesiftError
 from ..data.io import Example
 from ..models.loading import cache_root, model_fingerprint, resolve_device
+from .batching import cached_split, token_batches
 from .cache import ShardCache
 
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
@@ -137,26 +138,8 @@ class LMEmbedder:
         ids = [np.asarray(x if len(x) else [tok.eos_token_id or 0], dtype=np.int64) for x in enc]
         H = model.config.hidden_size
         out = np.zeros((len(ids), H), dtype=np.float32)
-        keys, todo = [None] * len(ids), []
-        if self.cache is not None:
-            self.cache.load()
-        for i, x in enumerate(ids):
-            if self.cache is not None:
-                keys[i] = ShardCache.key(x.tobytes())
-                hit = self.cache.get(keys[i])
-                if hit is not None:
-                    out[i] = hit[0]
-                    continue
-            todo.append(i)
-        order = sorted(todo, key=lambda i: -len(ids[i]))
-        batches, cur = [], []
-        for i in order:
-            if cur and (len(cur) + 1) * len(ids[cur[0]]) > self.batch_tokens:
-                batches.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
-            batches.append(cur)
+        keys, todo = cached_split(self.cache, len(ids), lambda i: ShardCache.key(ids[i].tobytes()), out)
+        batches = token_batches([len(x) for x in ids], todo, self.batch_tokens)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
         try:

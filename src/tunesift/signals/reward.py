@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data.errors import TunesiftError
 from ..models.loading import cache_root, resolve_device, tensor_fingerprint
+from .batching import cached_split, token_batches
 from .cache import ShardCache
 
 
@@ -58,26 +59,10 @@ class RewardModel:
         trunc = np.array([len(a) < len(b) for a, b in zip(enc["input_ids"], full["input_ids"])])
         types = enc.get("token_type_ids")
         out = np.zeros(len(ids))
-        keys, todo = [None] * len(ids), []
-        if self.cache is not None:
-            self.cache.load()
-        for i, x in enumerate(ids):
-            if self.cache is not None:
-                keys[i] = ShardCache.key(x.tobytes(), np.asarray(types[i] if types else [], np.int64).tobytes())
-                hit = self.cache.get(keys[i])
-                if hit is not None:
-                    out[i] = hit[0]
-                    continue
-            todo.append(i)
-        order = sorted(todo, key=lambda i: -len(ids[i]))
-        batches, cur = [], []
-        for i in order:
-            if cur and (len(cur) + 1) * len(ids[cur[0]]) > self.batch_tokens:
-                batches.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
-            batches.append(cur)
+        def key(i: int) -> bytes:
+            return ShardCache.key(ids[i].tobytes(), np.asarray(types[i] if types else [], np.int64).tobytes())
+        keys, todo = cached_split(self.cache, len(ids), key, out)
+        batches = token_batches([len(x) for x in ids], todo, self.batch_tokens)
         bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
         try:
             with torch.inference_mode():
