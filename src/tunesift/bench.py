@@ -64,7 +64,7 @@ class BenchConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Sized for a 2-core CPU in under an hour (measured: see docs/bench.md).
-    "small-cpu": dict(budget="5%", seeds=3, full_seeds=1, evals=["alpaca_eval_nll:100", "mmlu:100"],
+    "small-cpu": dict(pool_limit=1000, budget="5%", seeds=3, full_seeds=1, evals=["alpaca_eval_nll:100", "mmlu:100"],
                       train=dict(epochs=1, batch_size=8, micro_batch_tokens=2048, max_length=512)),
     # One H100: the whole pool, the likelihood and multiple-choice suites, GSM8K on a slice.
     "gpu-h100": dict(budget="5%", seeds=3, evals=["alpaca_eval_nll", "mt_bench_nll", "mmlu", "bbh", "gsm8k:500"],

@@ -309,8 +309,8 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
           seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per method (default 3)."),
           base_model: Optional[str] = typer.Option(None, "--base-model", help="Model to fine-tune. Default: packaged SmolLM2-135M-Instruct."),
           score_model: Optional[str] = typer.Option(None, "--score-model", help="Model the methods score with (default: the base model)."),
-          preset: Optional[str] = typer.Option(None, "--preset", help="small-cpu (2-core CPU, under an hour on 2,000 "
-                                               "examples) or gpu-h100. Explicit options override it."),
+          preset: Optional[str] = typer.Option(None, "--preset", help="small-cpu (the first 1,000 examples, 5%, 3 seeds, "
+                                               "small evaluations: a 2-core CPU) or gpu-h100. Explicit options override it."),
           setting: Optional[List[str]] = TR, param: Optional[List[str]] = typer.Option(
               None, "--param", "-p", help="Method parameter METHOD.key=value, repeatable (e.g. ifd.max_length=512)."),
           template: str = typer.Option("alpaca", "--template", help="Prompt for training and evaluation."),
@@ -349,7 +349,7 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
             include_random=not no_random, include_full=not no_full, include_base=not no_base,
             full_seeds=full_seeds or base.get("full_seeds"), template=template, device=device,
             method_params=mparams, train=_train_config(setting, None, base.get("train")))
-        ds = read_dataset(pool, on_error=on_error, limit=limit)
+        ds = read_dataset(pool, on_error=on_error, limit=limit or base.get("pool_limit"))
         table = run_bench(ds, cfg, output, progress=not quiet and sys.stderr.isatty())
         Console().print((output / "leaderboard.md").read_text(), markup=False, highlight=False)
         Console().print(f"leaderboard: {output / 'leaderboard.md'}, .csv, .html ({len(table)} rows)", markup=False)
