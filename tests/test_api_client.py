@@ -92,9 +92,13 @@ def test_server_killed_mid_run_then_restarted(server, tmp_path):
 
     t = threading.Thread(target=chaos)
     t.start()
-    out = c.complete(prompts, max_tokens=6)
-    t.join()
-    state["proc"].kill()
+    try:
+        out = c.complete(prompts, max_tokens=6)
+    finally:
+        t.join()
+        if "proc" in state:          # never leave a restarted server running
+            state["proc"].kill()
+            state["proc"].wait()
     assert len(out) == len(prompts) and all(r["choices"] for r in out)
     asked = _asked(server["log"])
     # The server logs after sending: no answer the client received was asked for again.  The kill
