@@ -27,7 +27,8 @@ def _start(model_dir, port, log):
     p = subprocess.Popen([sys.executable, "-m", "tunesift.cli", "serve", "--model", str(model_dir), "--port", str(port),
                           "--device", "cpu", "--request-log", str(log)], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(300):
+    deadline = time.time() + 180        # importing torch + transformers on a loaded 2-core machine
+    while time.time() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
             return p
