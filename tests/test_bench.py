@@ -55,12 +55,14 @@ def test_bench_runs_resumes_and_reports(tiny_model_dir, alpaca_file, eval_files,
 
 
 def test_failing_cell_is_reported_not_fatal(tiny_model_dir, alpaca_file, eval_files, tmp_path):
-    cfg = _cfg(eval_files, base_model=str(tiny_model_dir), seeds=1, include_full=False, include_base=False,
-               method_params={"perplexity": {"band": "sideways"}})
+    evals = eval_files + [f"alpaca_eval_winrate:2={alpaca_file}"]      # judged by an LM that is not the model
+    cfg = _cfg(evals, base_model=str(tiny_model_dir), seeds=1, include_full=False, include_base=False,
+               method_params={"perplexity": {"band": "sideways"}}, judge_model=str(tiny_model_dir))
     table = run_bench(read_dataset(alpaca_file), cfg, tmp_path / "b", progress=False)
     row = table.set_index("method").loc["perplexity"]
     assert row.seeds_failed == 1 and "band" in row.error
-    assert table.set_index("method").loc["random"].seeds_done == 1
+    rnd = table.set_index("method").loc["random"]
+    assert rnd.seeds_done == 1 and 0 <= rnd["alpaca_eval_winrate.win_rate"] <= 1
     err = list((tmp_path / "b" / "cells").glob("*.error.json"))
     assert len(err) == 1 and json.loads(err[0].read_text())["traceback"]
     assert "sideways" in (tmp_path / "b" / "leaderboard.md").read_text()

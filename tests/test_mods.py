@@ -74,3 +74,25 @@ def test_mods_without_reward_model_uses_the_lm_rating_judge(tiny_llama, tiny_emb
     res = tunesift.score(ds, "mods", lm=tiny_llama, embedder=tiny_embedder, use_cache=False, progress=False)
     q = res.table["quality"]
     assert ((q >= 1) & (q <= 5)).all()
+
+
+def test_winrate_against_references_with_a_reward_judge(tiny_llama, tiny_reward_dir, alpaca_file):
+    from tunesift.evaluate import generate, parse_eval, run_eval
+    from tunesift.evaluate.tasks import WinrateJudge
+    from tunesift.models.templates import render_conversation
+    judge = WinrateJudge(reward_model=str(tiny_reward_dir), device="cpu")
+    ds = read_dataset(alpaca_file)
+    from tunesift.evaluate.tasks import winrate
+    got = winrate(tiny_llama, ds, judge, max_new_tokens=6)
+    prompts = [(lambda r: r.text[:r.spans[0][0]])(render_conversation(e, "alpaca")) for e in ds.examples]
+    answers = generate(tiny_llama, prompts, max_new_tokens=6)
+    rm = RewardModel(str(tiny_reward_dir), device="cpu", use_cache=False, progress=False)
+    mine, _ = rm.score([_question(e) for e in ds.examples], answers)
+    ref, _ = rm.score([_question(e) for e in ds.examples], [e.response for e in ds.examples])
+    want = ((mine > ref).sum() + 0.5 * (mine == ref).sum()) / len(ds)
+    assert got["win_rate"] == pytest.approx(want) and got["n"] == len(ds)
+    assert got["wins"] + got["ties"] + got["losses"] == len(ds)
+    # through the named evaluation
+    spec = parse_eval("alpaca_eval_winrate:3=" + str(alpaca_file), None)
+    named = run_eval(spec, tiny_llama, judge=judge)
+    assert named["n"] == 3 and 0 <= named["win_rate"] <= 1

@@ -28,7 +28,7 @@ import pandas as pd
 
 from . import __version__
 from .data.io import Dataset, atomic_path, read_dataset
-from .evaluate.tasks import EvalSpec, headline, parse_eval, run_eval
+from .evaluate.tasks import EvalSpec, WinrateJudge, headline, parse_eval, run_eval
 from .methods import get_method
 from .train import TrainConfig, finetune
 
@@ -50,6 +50,8 @@ class BenchConfig:
     include_base: bool = True
     full_seeds: int | None = None       # the full-pool reference is the costliest cell: fewer seeds allowed
     template: str = "alpaca"            # training and evaluation prompt
+    judge_reward_model: str | None = None   # win-rate judge: a reward model, or
+    judge_model: str | None = None          # an LM reading a rating prompt (None: the packaged default)
     device: str = "auto"
     dtype: str = "auto"
     method_params: dict[str, dict] = field(default_factory=dict)
@@ -89,7 +91,8 @@ def plan_cells(pool: Dataset, specs: list[EvalSpec], config: BenchConfig, output
     c = config
     tcfg = {k: v for k, v in dataclasses.asdict(c.train).items() if k != "seed"}
     evals = [(s.name, s.limit, str(s.path)) for s in specs]
-    common = (pool.fingerprint, c.budget, c.base_model, c.score_model, c.template, tcfg, evals, __version__)
+    judge = (c.judge_reward_model, c.judge_model) if any(s.name.endswith("winrate") for s in specs) else None
+    common = (pool.fingerprint, c.budget, c.base_model, c.score_model, c.template, tcfg, evals, judge, __version__)
     cells = []
     names = c.methods_all() + ([FULL] if c.include_full else []) + ([BASE] if c.include_base else [])
     for m in names:
@@ -117,6 +120,7 @@ def run_bench(pool: str | Path | Dataset, config: BenchConfig, output_dir: str |
     todo = [c for c in cells if not c.path.exists()]
     log.info("bench: %d cells, %d cached, %d to run", len(cells), len(cells) - len(todo), len(todo))
     base_lm = None
+    judge = WinrateJudge(config.judge_reward_model, config.judge_model, config.device, str(out / "score-cache"))
     for i, cell in enumerate(todo, 1):
         log.info("[%d/%d] %s seed %d", i, len(todo), cell.method, cell.seed)
         rec: dict[str, Any] = {"method": cell.method, "seed": cell.seed, "key": cell.key, "pool": len(ds)}
@@ -149,7 +153,7 @@ def run_bench(pool: str | Path | Dataset, config: BenchConfig, output_dir: str |
                 rec["train"] = {k: v for k, v in tr.summary().items() if k != "config"}
                 rec["loss_curve"] = [(r["step"], r["loss"]) for r in tr.log]
             # evaluation
-            rec["evals"] = {s.name: run_eval(s, lm, config.template, progress) for s in specs}
+            rec["evals"] = {s.name: run_eval(s, lm, config.template, progress, judge=judge) for s in specs}
             rec["error"] = None
             target = cell.path
         except Exception as e:  # noqa: BLE001 - a failed cell is reported, the others go on

@@ -302,7 +302,8 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
                                       "random is always added (and the full pool and the base model, unless switched off)."),
           budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Budget for every method (default 5%)."),
           evals: Optional[List[str]] = typer.Option(None, "--eval", "-e", help="Evaluation NAME[:LIMIT][=PATH], repeatable: "
-                                                    "alpaca_eval_nll, mt_bench_nll, vicuna_nll, mmlu, bbh, gsm8k, or "
+                                                    "alpaca_eval_nll, mt_bench_nll, vicuna_nll, mmlu, bbh, gsm8k, ifeval, "
+                                                    "alpaca_eval_winrate, vicuna_winrate, or "
                                                     "NAME_nll=FILE for any reference set."),
           eval_root: Optional[Path] = typer.Option(None, "--eval-root", help="Folder laid out like shared/data/eval, "
                                                    "where evaluations without =PATH are found."),
@@ -314,6 +315,10 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
           setting: Optional[List[str]] = TR, param: Optional[List[str]] = typer.Option(
               None, "--param", "-p", help="Method parameter METHOD.key=value, repeatable (e.g. ifd.max_length=512)."),
           template: str = typer.Option("alpaca", "--template", help="Prompt for training and evaluation."),
+          judge_reward_model: Optional[str] = typer.Option(None, "--judge-reward-model", help="Win-rate judge: a "
+                                                           "reward model path (else an LM reading a rating prompt)."),
+          judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Win-rate judge LM (default: the "
+                                                    "packaged model; never the model being evaluated)."),
           no_random: bool = typer.Option(False, "--no-random", help="Leave out the random baseline."),
           no_full: bool = typer.Option(False, "--no-full", help="Leave out the full-pool reference."),
           no_base: bool = typer.Option(False, "--no-base", help="Leave out the untrained base model."),
@@ -348,6 +353,7 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
             base_model=base_model, score_model=score_model, eval_root=str(eval_root) if eval_root else None,
             include_random=not no_random, include_full=not no_full, include_base=not no_base,
             full_seeds=full_seeds or base.get("full_seeds"), template=template, device=device,
+            judge_reward_model=judge_reward_model, judge_model=judge_model,
             method_params=mparams, train=_train_config(setting, None, base.get("train")))
         ds = read_dataset(pool, on_error=on_error, limit=limit or base.get("pool_limit"))
         table = run_bench(ds, cfg, output, progress=not quiet and sys.stderr.isatty())

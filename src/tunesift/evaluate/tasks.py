@@ -161,6 +161,47 @@ def ifeval(lm: LoadedLM, rows: list[dict], template: str = "alpaca", max_new_tok
     return out
 
 
+def winrate(lm: LoadedLM, data: Dataset, judge: "WinrateJudge", template: str = "alpaca", max_new_tokens: int = 256,
+            batch_size: int = 16, progress: bool = False) -> dict:
+    """Win rate of the model's greedy answers against the dataset's reference answers (AlpacaEval's
+    setting: the reference outputs are the reference model's), judged pointwise: the judge scores both
+    answers to the same question; win 1, tie 0.5, loss 0."""
+    from ..methods._judging import question_text
+    rendered = [render_conversation(e, template, lm.tokenizer) for e in data.examples]
+    prompts = [r.text[:r.spans[0][0]] for r in rendered]
+    answers = generate(lm, prompts, max_new_tokens, batch_size, progress,
+                       add_special_tokens=rendered[0].add_special_tokens if rendered else True)
+    qs = [question_text(e) for e in data.examples]
+    mine = judge(qs, answers)
+    ref = judge(qs, [e.response for e in data.examples])
+    wins, ties = int((mine > ref).sum()), int((mine == ref).sum())
+    n = max(len(qs), 1)
+    return {"win_rate": (wins + 0.5 * ties) / n, "wins": wins, "ties": ties, "losses": len(qs) - wins - ties,
+            "n": len(qs), "judge": judge.name}
+
+
+@dataclass
+class WinrateJudge:
+    """The judge of win-rate evaluations: a reward model (``reward_model``) or an LM reading a rating
+    prompt (``model``; None = the packaged default model). Never the model being evaluated."""
+    reward_model: str | None = None
+    model: str | None = None
+    device: str = "auto"
+    cache_dir: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"reward:{self.reward_model}" if self.reward_model else f"rating:{self.model or 'default'}"
+
+    def __call__(self, questions: list[str], answers: list[str]) -> np.ndarray:
+        from ..methods._judging import PairJudge
+        from ..methods.base import Context
+        if not hasattr(self, "_ctx"):
+            self._ctx = Context(model=self.model, device=self.device, cache_dir=self.cache_dir, progress=False)
+            self._judge = PairJudge(self.reward_model)
+        return self._judge(self._ctx, list(questions), list(answers))
+
+
 # ---------------------------------------------------------------- named evaluations
 @dataclass
 class EvalSpec:
@@ -182,7 +223,7 @@ def _ifeval_rows(spec: EvalSpec) -> list[dict]:
     return load_ifeval(spec.path, spec.limit)
 
 
-def _nll_eval(spec: EvalSpec, lm: LoadedLM, template: str, progress: bool) -> dict:
+def _nll_eval(spec: EvalSpec, lm: LoadedLM, template: str, progress: bool, **_) -> dict:
     return response_nll(lm, sets.load_references(spec.path, spec.limit), template=template, progress=progress)
 
 
@@ -190,14 +231,20 @@ EVALS: dict[str, EvalDef] = {
     "alpaca_eval_nll": EvalDef("alpaca_eval/alpaca_eval.json", "nll", False, _nll_eval),
     "mt_bench_nll": EvalDef("mt_bench", "nll", False, _nll_eval),
     "vicuna_nll": EvalDef("vicuna_bench", "nll", False, _nll_eval),
+    "alpaca_eval_winrate": EvalDef("alpaca_eval/alpaca_eval.json", "win_rate", True,
+                                   lambda s, lm, t, p, judge=None, **_: winrate(
+                                       lm, sets.load_references(s.path, s.limit), judge or WinrateJudge(), t, progress=p)),
+    "vicuna_winrate": EvalDef("vicuna_bench", "win_rate", True,
+                              lambda s, lm, t, p, judge=None, **_: winrate(
+                                  lm, sets.load_references(s.path, s.limit), judge or WinrateJudge(), t, progress=p)),
     "mmlu": EvalDef("mmlu", "acc", True,
-                    lambda s, lm, t, p: multiple_choice(lm, sets.load_mmlu(s.path, limit=s.limit), progress=p)),
+                    lambda s, lm, t, p, **_: multiple_choice(lm, sets.load_mmlu(s.path, limit=s.limit), progress=p)),
     "bbh": EvalDef("bbh", "acc", True,
-                   lambda s, lm, t, p: multiple_choice(lm, sets.load_bbh(s.path, limit=s.limit), progress=p)),
+                   lambda s, lm, t, p, **_: multiple_choice(lm, sets.load_bbh(s.path, limit=s.limit), progress=p)),
     "ifeval": EvalDef("ifeval/input_data.jsonl", "prompt_strict", True,
-                      lambda s, lm, t, p: ifeval(lm, _ifeval_rows(s), template=t, progress=p)),
+                      lambda s, lm, t, p, **_: ifeval(lm, _ifeval_rows(s), template=t, progress=p)),
     "gsm8k": EvalDef("gsm8k/test.jsonl", "exact_match", True,
-                     lambda s, lm, t, p: gsm8k(lm, sets.load_gsm8k(s.path, limit=s.limit), template=t, progress=p)),
+                     lambda s, lm, t, p, **_: gsm8k(lm, sets.load_gsm8k(s.path, limit=s.limit), template=t, progress=p)),
 }
 
 
@@ -221,10 +268,11 @@ def parse_eval(spec: str, root: str | Path | None) -> EvalSpec:
     return EvalSpec(name, limit, p)
 
 
-def run_eval(spec: EvalSpec, lm: LoadedLM, template: str = "alpaca", progress: bool = False) -> dict:
+def run_eval(spec: EvalSpec, lm: LoadedLM, template: str = "alpaca", progress: bool = False,
+             judge: WinrateJudge | None = None) -> dict:
     d = EVALS.get(spec.name) or EvalDef("", "nll", False, _nll_eval)
     t = time.perf_counter()
-    out = d.run(spec, lm, template, progress)
+    out = d.run(spec, lm, template, progress, judge=judge)
     out["seconds"] = time.perf_counter() - t
     return out
 
