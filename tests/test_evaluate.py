@@ -118,3 +118,11 @@ def test_single_token_options_take_one_forward_per_question(tiny_llama):
     want = sum(int(np.argmax([_logprob(tiny_llama, it.prompt, o)[0] for o in it.options]) == it.answer)
                for it in items)
     assert res["acc"] == pytest.approx(want / len(items)) and res["n"] == 6
+
+
+def test_mmlu_text_style_scores_the_option_texts(shared_data):
+    letters = load_mmlu(shared_data / "eval" / "mmlu", limit=3)
+    text = load_mmlu(shared_data / "eval" / "mmlu", limit=3, style="text")
+    assert [i.prompt for i in letters] == [i.prompt for i in text]
+    assert letters[0].options == [" A", " B", " C", " D"] and text[0].options[0].strip() in text[0].prompt
+    assert parse_eval("mmlu_text:5", shared_data / "eval").path.name == "mmlu"

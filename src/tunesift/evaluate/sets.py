@@ -95,7 +95,11 @@ def _fastchat(folder: Path, limit: int | None) -> Dataset:
     return ds if limit is None else ds.subset(range(min(limit, len(ds))))
 
 
-def load_mmlu(root: str | Path, split: str = "test", k_shot: int = 0, limit: int | None = None) -> list[MCItem]:
+def load_mmlu(root: str | Path, split: str = "test", k_shot: int = 0, limit: int | None = None,
+              style: str = "letters") -> list[MCItem]:
+    """``style="letters"``: score the option letter " A".." D" (the original MMLU protocol);
+    ``"text"``: score each option's own text after "Answer:" (the continuation style of
+    lm-evaluation-harness), which small models' letter bias does not swamp."""
     root = Path(root)
     folder = root / split if (root / split).is_dir() else root
     files = sorted(folder.glob(f"*_{split}.csv"))
@@ -112,8 +116,8 @@ def load_mmlu(root: str | Path, split: str = "test", k_shot: int = 0, limit: int
         head = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
         shots = "".join(_mmlu_q(q, c) + f" {LETTERS[a]}\n\n" for q, c, a in dev.get(subject, [])[:k_shot])
         for q, choices, a in _mmlu_rows(f):
-            items.append(MCItem(head + shots + _mmlu_q(q, choices), [f" {LETTERS[i]}" for i in range(len(choices))],
-                                a, subject))
+            opts = [f" {LETTERS[i]}" for i in range(len(choices))] if style == "letters" else [f" {c}" for c in choices]
+            items.append(MCItem(head + shots + _mmlu_q(q, choices), opts, a, subject))
     return subsample(items, limit)
 
 
