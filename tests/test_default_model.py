@@ -121,3 +121,61 @@ def test_gemma3_270m_base_model_alias(tmp_path):
     with torch.no_grad():
         out = lm.tokenizer.decode(lm.model.generate(**ids, max_new_tokens=3, do_sample=False)[0])
     assert out.startswith("<bos>The capital of France is")
+
+
+JUDGE_METHODS = {   # method -> CLI parameters sized for a few examples on a CPU
+    "mods": ["-p", "epochs=1", "-p", "max_new_tokens=8", "-p", "alpha=0", "-p", "beta=6"],
+    "iterselecttune": ["-p", "rounds=1", "-p", "batch=3", "-p", "n_clusters=2", "-p", "max_new_tokens=8"],
+    "instruction-mining": ["-p", "rule=file"],
+    "recost": ["-p", "n_clusters=2", "-p", "window=3"],
+}
+
+
+@pytest.mark.parametrize("method", sorted(JUDGE_METHODS))
+def test_judge_methods_end_to_end_on_real_model(method, default_lm, shared_data, tmp_path):
+    """Each judge-based method runs from the CLI on the real default model and real data."""
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    src = shared_data / "train/alpaca/alpagasus_random_9k.json"
+    extra = list(JUDGE_METHODS[method])
+    if method == "instruction-mining":
+        rule = tmp_path / "rule.json"
+        rule.write_text(json.dumps({"intercept": 0.0, "coef": {"ppl": 0.01, "reward": -0.1, "mtld": -0.001}}))
+        extra += ["-p", f"rule_file={rule}"]
+    if method == "recost":
+        extra += ["-p", f"corpus={shared_data / 'train/alpaca/sdft_alpaca_train_2k.json'}"]
+    out = tmp_path / "sel.json"
+    r = CliRunner().invoke(app, ["select", str(src), "-m", method, "-b", "2", "--limit", "6", "-o", str(out), "-q",
+                                 "--cache-dir", str(tmp_path / "c"), "--max-length", "512"] + extra)
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(out.read_text())) == 2
+    man = json.loads((tmp_path / "sel.manifest.json").read_text())
+    assert man["method"] == method and man["counts"]["selected"] == 2
+
+
+def test_serve_real_model_and_recycle_through_it(default_lm, shared_data, tmp_path):
+    """`tunesift serve` with the real default model answers over HTTP; `tunesift recycle` uses it as oracle."""
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    from tunesift.models.openai_client import OpenAIClient
+
+    from .test_api_client import _free_port, _start
+    port = _free_port()
+    proc = _start("smollm2-135m-instruct", port, tmp_path / "log.jsonl")
+    try:
+        c = OpenAIClient(f"http://127.0.0.1:{port}/v1", "smollm2", cache_dir=str(tmp_path / "api"))
+        out = c.complete(["The capital of France is"], max_tokens=4)
+        assert "Paris" in OpenAIClient.text(out[0])
+        src = tmp_path / "two.json"
+        src.write_text(json.dumps(json.loads((shared_data / "train/alpaca/sdft_alpaca_train_2k.json").read_text())[:2]))
+        r = CliRunner().invoke(app, ["recycle", str(src), "-o", str(tmp_path / "rec.json"), "--mode", "response",
+                                     "--api-base", f"http://127.0.0.1:{port}/v1", "--api-model", "smollm2",
+                                     "--max-new-tokens", "48", "--retries", "0", "-q", "--cache-dir", str(tmp_path / "api")])
+        assert r.exit_code == 0, r.output
+        recs = json.loads((tmp_path / "rec.json").read_text())
+        assert len(recs) == 2 and all("_provenance" in x for x in recs)
+    finally:
+        proc.kill()
+        proc.wait()
