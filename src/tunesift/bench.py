@@ -119,7 +119,7 @@ def run_bench(pool: str | Path | Dataset, config: BenchConfig, output_dir: str |
     cells = plan_cells(ds, specs, config, out)
     todo = [c for c in cells if not c.path.exists()]
     log.info("bench: %d cells, %d cached, %d to run", len(cells), len(cells) - len(todo), len(todo))
-    base_lm = None
+    base_lm = score_lm = None
     judge = WinrateJudge(config.judge_reward_model, config.judge_model, config.device, str(out / "score-cache"))
     for i, cell in enumerate(todo, 1):
         log.info("[%d/%d] %s seed %d", i, len(todo), cell.method, cell.seed)
@@ -136,9 +136,10 @@ def run_bench(pool: str | Path | Dataset, config: BenchConfig, output_dir: str |
                 idx = np.zeros(0, dtype=int)
             else:
                 params = dict(config.method_params.get(cell.method, {}))
-                sel = api.select(ds, cell.method, config.budget, seed=cell.seed,
-                                 model=config.score_model or config.base_model, device=config.device,
-                                 dtype=config.dtype, progress=progress, cache_dir=str(out / "score-cache"), **params)
+                if score_lm is None:   # loaded once for every cell, not once per selection
+                    score_lm = load_causal_lm(config.score_model or config.base_model, config.device, config.dtype)
+                sel = api.select(ds, cell.method, config.budget, seed=cell.seed, lm=score_lm, device=config.device,
+                                 progress=progress, cache_dir=str(out / "score-cache"), **params)
                 idx = np.asarray(sel.selected_indices)
             rec["selection_s"] = time.perf_counter() - ts
             rec["selected"] = int(len(idx))
