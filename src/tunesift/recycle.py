@@ -102,20 +102,9 @@ class Oracle:
         else:
             prompts = ["\n\n".join(m["content"] for m in c) + "\n\n" for c in conversations]
             special = True
-        if attempt == 0:
-            from .evaluate.tasks import generate
-            return generate(self.lm, prompts, max_new_tokens=self.max_new_tokens, add_special_tokens=special,
-                            progress=progress)
-        import torch
-        torch.manual_seed(attempt)
-        outs = []
-        with torch.inference_mode():
-            for p in prompts:
-                ids = tok(p, add_special_tokens=special, return_tensors="pt").input_ids.to(next(self.lm.model.parameters()).device)
-                g = self.lm.model.generate(input_ids=ids, max_new_tokens=self.max_new_tokens, do_sample=True,
-                                           temperature=0.7, pad_token_id=tok.pad_token_id or tok.eos_token_id)
-                outs.append(tok.decode(g[0, ids.shape[1]:], skip_special_tokens=True))
-        return outs
+        from .evaluate.tasks import generate
+        return generate(self.lm, prompts, max_new_tokens=self.max_new_tokens, add_special_tokens=special,
+                        progress=progress, temperature=0.0 if attempt == 0 else 0.7, seed=attempt)
 
 
 @dataclass

@@ -104,12 +104,24 @@ def _mc_single_token(eng, items: list[sets.MCItem], option_ids: list[list[int]])
             "truncated": truncated}
 
 
+def prompts_of(data: Dataset, template: str, tokenizer) -> tuple[list[str], bool]:
+    """Each example's rendering up to its response (what a model answers), and whether the
+    tokenizer should add special tokens (not for chat templates, which write their own)."""
+    rendered = [render_conversation(e, template, tokenizer) for e in data.examples]
+    return [r.text[:r.spans[0][0]] for r in rendered], (rendered[0].add_special_tokens if rendered else True)
+
+
 def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,
-             progress: bool = False, add_special_tokens: bool = True, num_beams: int = 1) -> list[str]:
-    """Greedy (or beam search), batched (length-sorted, left-padded) generation; returns only the new text."""
+             progress: bool = False, add_special_tokens: bool = True, num_beams: int = 1,
+             temperature: float = 0.0, seed: int = 0) -> list[str]:
+    """Batched (length-sorted, left-padded) generation, greedy or beam search, or sampled at
+    ``temperature`` (seeded: judges and oracles re-ask with it); returns only the new text."""
     import torch
     from tqdm.auto import tqdm
 
+    sample = temperature > 0
+    if sample:
+        torch.manual_seed(seed)
     tok, model = lm.tokenizer, lm.model
     dev = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -126,8 +138,8 @@ def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_
                 ids[r, L - len(enc[i]):] = torch.tensor(enc[i])
                 att[r, L - len(enc[i]):] = 1
             gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), max_new_tokens=max_new_tokens,
-                                 do_sample=False, num_beams=num_beams, pad_token_id=pad,
-                                 eos_token_id=tok.eos_token_id)
+                                 do_sample=sample, num_beams=num_beams, pad_token_id=pad,
+                                 eos_token_id=tok.eos_token_id, **({"temperature": temperature} if sample else {}))
             for r, i in enumerate(idx):
                 out[i] = tok.decode(gen[r, L:], skip_special_tokens=True)
     return out
@@ -138,10 +150,8 @@ def gsm8k(lm: LoadedLM, items: list[sets.GenItem], template: str = "alpaca", max
     """Exact match of the last number in the greedy answer against the reference after '####'."""
     from ..data.io import from_records
     ds = from_records([{"instruction": it.prompt, "input": "", "output": "x"} for it in items], name="gsm8k")
-    rendered = [render_conversation(e, template, lm.tokenizer) for e in ds.examples]
-    prompts = [r.text[:r.spans[0][0]] for r in rendered]    # everything before the response
-    answers = generate(lm, prompts, max_new_tokens, batch_size, progress,
-                       add_special_tokens=rendered[0].add_special_tokens if rendered else True)
+    prompts, special = prompts_of(ds, template, lm.tokenizer)
+    answers = generate(lm, prompts, max_new_tokens, batch_size, progress, add_special_tokens=special)
     hits = [sets._number(a) == it.answer for a, it in zip(answers, items)]
     return {"exact_match": float(np.mean(hits)) if hits else 0.0, "n": len(items)}
 
@@ -152,10 +162,8 @@ def ifeval(lm: LoadedLM, rows: list[dict], template: str = "alpaca", max_new_tok
     from ..data.io import from_records
     from .ifeval import score_responses
     ds = from_records([{"instruction": r["prompt"], "input": "", "output": "x"} for r in rows], name="ifeval")
-    rendered = [render_conversation(e, template, lm.tokenizer) for e in ds.examples]
-    prompts = [r.text[:r.spans[0][0]] for r in rendered]
-    answers = generate(lm, prompts, max_new_tokens, batch_size, progress,
-                       add_special_tokens=rendered[0].add_special_tokens if rendered else True)
+    prompts, special = prompts_of(ds, template, lm.tokenizer)
+    answers = generate(lm, prompts, max_new_tokens, batch_size, progress, add_special_tokens=special)
     out = score_responses(rows, answers)
     out.pop("by_type")
     return out
@@ -167,10 +175,8 @@ def winrate(lm: LoadedLM, data: Dataset, judge: "WinrateJudge", template: str = 
     setting: the reference outputs are the reference model's), judged pointwise: the judge scores both
     answers to the same question; win 1, tie 0.5, loss 0."""
     from ..methods._judging import question_text
-    rendered = [render_conversation(e, template, lm.tokenizer) for e in data.examples]
-    prompts = [r.text[:r.spans[0][0]] for r in rendered]
-    answers = generate(lm, prompts, max_new_tokens, batch_size, progress,
-                       add_special_tokens=rendered[0].add_special_tokens if rendered else True)
+    prompts, special = prompts_of(data, template, lm.tokenizer)
+    answers = generate(lm, prompts, max_new_tokens, batch_size, progress, add_special_tokens=special)
     qs = [question_text(e) for e in data.examples]
     mine = judge(qs, answers)
     ref = judge(qs, [e.response for e in data.examples])

@@ -27,7 +27,6 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
-from ..models.templates import render_conversation
 from ..selectors.cluster import kmeans
 from ._judging import PairJudge, question_text
 from .base import Context, Method, choose, register
@@ -91,7 +90,7 @@ class IterSelectTune(Method):
         return PairJudge(self.config.reward_model if self.config.judge == "reward" else None)(ctx, questions, answers)
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        from ..evaluate.tasks import generate
+        from ..evaluate.tasks import generate, prompts_of
         cfg = self.config
         rng = np.random.default_rng(ctx.seed)
         X = ctx.embed(data, "instruction_input")
@@ -108,10 +107,7 @@ class IterSelectTune(Method):
                 break
             prio = rng.random(n) if w is None else predict_logistic(w, X)
             batch = self._spread(free, labels_c, prio, min(cfg.batch, len(free)))
-            prompts = []
-            for i in batch:
-                rr = render_conversation(data.examples[i], "alpaca")
-                prompts.append(rr.text[:rr.spans[0][0]])
+            prompts, _ = prompts_of(data.subset(batch.tolist()), "alpaca", None)
             base = generate(lm, prompts, max_new_tokens=cfg.max_new_tokens, progress=ctx.progress)
             ref = self._judge_scores(ctx, [questions[i] for i in batch], [data.examples[i].response for i in batch])
             gen = self._judge_scores(ctx, [questions[i] for i in batch], base)

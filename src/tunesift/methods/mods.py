@@ -93,8 +93,7 @@ class MoDS(SetMethod):
                              "reason": np.where(eligible, "", f"quality <= {alpha:g}")})
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
-        from ..evaluate.tasks import generate
-        from ..models.templates import render_conversation
+        from ..evaluate.tasks import generate, prompts_of
         from ..train import TrainConfig, finetune
         cfg = self.config
         _, beta = self._thresholds()
@@ -117,10 +116,7 @@ class MoDS(SetMethod):
                           TrainConfig(template="alpaca", epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                                       seed=ctx.seed, max_length=cfg.max_length), progress=ctx.progress)
             exs = [self.data_.examples[i] for i in rest]
-            prompts = []
-            for e in exs:
-                r = render_conversation(e, "alpaca")
-                prompts.append(r.text[:r.spans[0][0]])
+            prompts, _ = prompts_of(self.data_.subset(rest.tolist()), "alpaca", None)
             answers = generate(tr.lm, prompts, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
                                progress=ctx.progress)
             ans_reward = self._reward(ctx, [question_text(e, always_newline=True) for e in exs], answers)

@@ -99,20 +99,5 @@ class RatingJudge:
                 kw["seed"] = attempt        # a distinct request, so the cache does not return the same answer
             return [self.client.text(r) for r in self.client.complete(texts, progress=progress, **kw)]
         from ..evaluate.tasks import generate
-        if attempt == 0:
-            return generate(self.lm, texts, max_new_tokens=self.max_tokens, progress=progress)
-        return _sample(self.lm, texts, self.max_tokens, seed=attempt)
-
-
-def _sample(lm, texts: list[str], max_new_tokens: int, seed: int) -> list[str]:
-    import torch
-    torch.manual_seed(seed)
-    tok, model = lm.tokenizer, lm.model
-    out = []
-    with torch.inference_mode():
-        for t in texts:
-            ids = tok(t, return_tensors="pt").input_ids.to(next(model.parameters()).device)
-            g = model.generate(input_ids=ids, max_new_tokens=max_new_tokens, do_sample=True, temperature=0.7,
-                               pad_token_id=tok.pad_token_id or tok.eos_token_id)
-            out.append(tok.decode(g[0, ids.shape[1]:], skip_special_tokens=True))
-    return out
+        return generate(self.lm, texts, max_new_tokens=self.max_tokens, progress=progress,
+                        temperature=0.0 if attempt == 0 else 0.7, seed=attempt)

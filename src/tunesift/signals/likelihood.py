@@ -151,6 +151,7 @@ class LikelihoodEngine:
             share_prefix = not str(lm.device).startswith("cuda")
         self.share_prefix, self.min_shared_prefix = share_prefix, min_shared_prefix
         self._prefix_ok: bool | None = None
+        self._nexttok_cache: ShardCache | None = None
         self.progress = progress
         self.flush_every, self.flush_seconds, self.head_chunk = flush_every, flush_seconds, head_chunk
         self.cache = None
@@ -290,7 +291,9 @@ class LikelihoodEngine:
         todo = []
         cache = None
         if self.cache is not None:
-            cache = ShardCache(self.cache.dir.parent, self.cache.dir.name + "-nexttok", ("logprobs",))
+            if self._nexttok_cache is None:   # one per engine: its shards are read once, not per call
+                self._nexttok_cache = ShardCache(self.cache.dir.parent, self.cache.dir.name + "-nexttok", ("logprobs",))
+            cache = self._nexttok_cache
             cache.load()
         for i, p in enumerate(prep):
             if cache is not None:
