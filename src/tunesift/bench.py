@@ -167,8 +167,9 @@ def run_bench(pool: str | Path | Dataset, config: BenchConfig, output_dir: str |
             Path(tmp).write_text(json.dumps(rec, indent=1, default=float))
         if rec["error"] is None and cell.path.with_suffix(".error.json").exists():
             cell.path.with_suffix(".error.json").unlink()
-    table = leaderboard(cells, specs, config, len(ds))
-    write_reports(table, cells, specs, config, out, len(ds))
+    recs = _load(cells)        # read the cell files once for both
+    table = leaderboard(cells, specs, config, len(ds), recs)
+    write_reports(table, cells, specs, config, out, len(ds), recs)
     return table
 
 
@@ -259,8 +260,9 @@ def feasibility(methods: list[str]) -> dict[str, dict]:
     return info
 
 
-def leaderboard(cells: list[Cell], specs: list[EvalSpec], config: BenchConfig, pool_size: int) -> pd.DataFrame:
-    recs = _load(cells)
+def leaderboard(cells: list[Cell], specs: list[EvalSpec], config: BenchConfig, pool_size: int,
+                recs: list[dict] | None = None) -> pd.DataFrame:
+    recs = _load(cells) if recs is None else recs
     ok = [r for r in recs if not r.get("error")]
     order = [m for m in config.methods_all() + [FULL, BASE] if any(c.method == m for c in cells)]
 
@@ -309,7 +311,7 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 
 def write_reports(table: pd.DataFrame, cells: list[Cell], specs: list[EvalSpec], config: BenchConfig,
-                  out: Path, pool_size: int) -> dict[str, Path]:
+                  out: Path, pool_size: int, recs: list[dict] | None = None) -> dict[str, Path]:
     from .report.svg import bar_chart, line_chart
     paths = {"csv": out / "leaderboard.csv", "md": out / "leaderboard.md", "html": out / "leaderboard.html"}
     with atomic_path(paths["csv"]) as tmp:
@@ -356,7 +358,7 @@ def write_reports(table: pd.DataFrame, cells: list[Cell], specs: list[EvalSpec],
                                 title=f"{s.name}: {metric} ({'higher' if higher else 'lower'} is better; dashed: random)",
                                 ylabel=metric, reference=ref))
     curves = {}
-    for rec in _load(cells):
+    for rec in (_load(cells) if recs is None else recs):
         if rec.get("loss_curve") and rec["seed"] == 0:
             curves[rec["method"]] = [tuple(p) for p in rec["loss_curve"]]
     if curves:
