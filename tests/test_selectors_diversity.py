@@ -33,6 +33,17 @@ def test_kcenter_pruned_matches_naive(seed):
     assert D[:, fast].min(1).max() == pytest.approx(D[:, ref].min(1).max(), rel=1e-5)
 
 
+@pytest.mark.parametrize("pool_size", [1, 7, 64])
+def test_kcenter_small_pool_rebuilds_and_ties(pool_size):
+    """A pool smaller than the frontier forces rebuilds; integer grid points make exact distance
+    ties, which must go to the lowest index as in the plain greedy."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(500, 6)).astype(np.float32)
+    assert list(kcenter_greedy(X, 60, batch=4, pool_size=pool_size)) == list(kcenter_naive(X, 60))
+    G = np.stack(np.meshgrid(*[np.arange(4.0)] * 3), -1).reshape(-1, 3).astype(np.float32)
+    assert list(kcenter_greedy(G, 30, batch=3, pool_size=pool_size)) == list(kcenter_naive(G, 30))
+
+
 def test_kcenter_seed_set_and_duplicates():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 4)).astype(np.float32)
@@ -94,6 +105,36 @@ def test_sparse_fl_equals_dense_on_the_same_knn_kernel():
     sp = facility_location(sparse=(indptr, rows, vals), k=12)
     de = facility_location(dense, 12)
     assert facility_location_value(dense, sp) == pytest.approx(facility_location_value(dense, de), rel=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_knn_graph_exact_and_ivf(metric):
+    """The exact graph against a brute-force written here; the IVF index finds most of the same
+    neighbours on clustered data and reports their true similarities."""
+    from tunesift.selectors.neighbors import knn_graph
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(30, 16))
+    X = (centres[rng.integers(0, 30, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
+    X64 = X.astype(np.float64)
+    if metric == "cosine":
+        Xn = X64 / np.linalg.norm(X64, axis=1, keepdims=True)
+        S = Xn @ Xn.T
+    else:
+        sq = (X64 ** 2).sum(1)
+        S = np.exp(-np.sqrt(np.maximum(sq[:, None] - 2 * X64 @ X64.T + sq[None], 0)) / 16)
+    truth = np.argsort(-S, axis=1, kind="stable")[:, :10]
+    nbr, val = knn_graph(X, 10, metric=metric, index="exact", chunk=700)
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(nbr, truth)]) / 10 > 0.999
+    np.testing.assert_allclose(val, np.take_along_axis(S, nbr, 1), rtol=1e-4, atol=1e-5)
+    nbr, val = knn_graph(X, 10, metric=metric, index="ivf", n_lists=40, n_probe=4)
+    assert (nbr[:, 0] == np.arange(3000)).mean() > 0.99           # itself first
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(nbr, truth)]) / 10 > 0.95
+    np.testing.assert_allclose(val, np.take_along_axis(S, nbr, 1), rtol=1e-4, atol=1e-5)
+    again, _ = knn_graph(X, 10, metric=metric, index="ivf", n_lists=40, n_probe=4)
+    assert (again == nbr).all()                                   # deterministic per seed
+    with pytest.raises(TunesiftError):
+        knn_graph(X, 10, index="hnsw")
 
 
 def naive_dpp(L, k):

@@ -92,15 +92,46 @@ def kcenter_torch(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None
     return (out, np.asarray(gains[:k])) if return_gains else out
 
 
+def _refresh(X, sq, C, csq, nC, idx, upto, mind, block: int = 256) -> None:
+    """Bring ``mind[idx]`` up to date against centers ``upto[idx] .. nC-1``.
+
+    Rows are sorted by their mark and the new centers taken in blocks, so a block is multiplied
+    only with the rows that still lack it: the work is the rows' own backlog plus at most one
+    block each, not every row times the oldest row's backlog (which measured 3.8x the needed
+    products on 200,000 points)."""
+    order = np.argsort(upto[idx], kind="stable")
+    idx = idx[order]
+    marks = upto[idx]
+    P = X[idx]
+    best = np.full(len(idx), np.inf, dtype=np.float32)
+    for a in range(int(marks[0]), nC, block):
+        b = min(a + block, nC)
+        m = int(np.searchsorted(marks, b, side="left"))    # rows whose mark is before b
+        D2 = P[:m] @ C[a:b].T
+        D2 *= -2.0
+        D2 += sq[idx[:m], None]
+        D2 += csq[None, a:b]
+        late = marks[:m] > a                                # rows that already count part of the block
+        if late.any():
+            r = np.flatnonzero(late)
+            D2[r] = np.where(np.arange(a, b)[None, :] < marks[r, None], np.inf, D2[r])
+        np.minimum(best[:m], D2.min(axis=1), out=best[:m])
+    mind[idx] = np.minimum(mind[idx], np.sqrt(np.maximum(best, 0.0)))
+    upto[idx] = nC
+
+
 def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None = None,
-                 batch: int = 512, return_gains: bool = False, device: str | None = None):
+                   batch: int = 512, return_gains: bool = False, device: str | None = None,
+                   pool_size: int = 65536):
     """k-center greedy by lazy evaluation: the plain greedy's picks, much less work.
 
     A point's min-distance only falls as centers are added, so a stale value is an upper bound.
-    Keep the points in a max-heap by that bound; at each pick, bring the top ``batch`` up to date
-    against the centers added since each was last updated (a matrix-matrix product, compute-bound,
-    instead of the plain greedy's memory-bound pass over every point), and accept the best when no
-    stale bound left in the heap can beat it.  Points far below the frontier are never touched.
+    At each pick, the points with the largest bounds are brought up to date against the centers
+    added since each was last updated (blocked matrix products, compute-bound, instead of the
+    plain greedy's memory-bound pass over every point), and the best is accepted once it is
+    fresh and no bound can beat it.  The candidates live in a pool (the ``pool_size`` largest
+    bounds, kept sorted by index so ``argmax`` breaks ties to the lowest index as the plain
+    greedy does); the pool is rebuilt from all points when a bound outside it could win.
     ``seeds``: an already-selected set (MoDS's seed set); the picks continue from it and do not
     repeat it.  Stops early when every point coincides with a center (duplicates).
     ``return_gains``: also return each pick's distance to the centers before it (inf for ``first``).
@@ -108,11 +139,9 @@ def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | Non
     Distances are float32 as in the plain greedy; the two compute them by different BLAS kernels
     (matrix-matrix here, matrix-vector there), so where two points' distances tie to float32
     rounding the picks may differ from then on; the covering radius after every pick agrees to
-    float32 rounding (measured: 6e-8 relative over 2,000 picks on 200,000 points).
+    float32 rounding.
     ``device``: a CUDA device runs the plain greedy there instead (``kcenter_torch``).
     """
-    import heapq
-
     if device is not None and str(device).startswith("cuda"):
         return kcenter_torch(X, k, first=first, seeds=seeds, device=str(device), return_gains=return_gains)
 
@@ -125,52 +154,54 @@ def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | Non
         raise TunesiftError("seed/first index out of range")
     sq = np.einsum("ij,ij->i", X, X)
     C = np.empty((len(init) + k, d), dtype=np.float32)
+    csq = np.empty(len(init) + k, dtype=np.float32)
     C[: len(init)] = X[init]
+    csq[: len(init)] = sq[init]
     nC = len(init)
     mind = np.full(N, np.inf, dtype=np.float32)
     for c in init:
         np.minimum(mind, _dist(X, None, X[c], sq), out=mind)
     upto = np.full(N, nC, dtype=np.int64)          # centers each point's mind already accounts for
-    heap = [(-float(m), i) for i, m in enumerate(mind)]
-    heapq.heapify(heap)
     picks: list[int] = [] if seeds else [int(first)]
     gains: list[float] = [] if seeds else [float("inf")]
-    while len(picks) < k and heap:
+    M = max(1, min(N, pool_size))
+
+    def rebuild():
+        if M >= N:
+            return np.arange(N), -np.inf
+        v = np.partition(mind, N - M)[N - M]        # the M-th largest bound; ties all join the pool
+        inside = mind >= v
+        rest = mind[~inside]
+        return np.flatnonzero(inside), (float(rest.max()) if len(rest) else -np.inf)
+
+    pool, thr = rebuild()
+    while len(picks) < k:
         while True:
-            top = [heapq.heappop(heap) for _ in range(min(batch, len(heap)))]
-            idx = np.fromiter((i for _, i in top), dtype=np.int64, count=len(top))
-            stale = idx[upto[idx] < nC]
-            if len(stale):
-                lo = int(upto[stale].min())
-                P = X[stale]
-                D2 = sq[stale][:, None] - 2.0 * (P @ C[lo:nC].T) + np.einsum("ij,ij->i", C[lo:nC], C[lo:nC])[None, :]
-                # only the centers after each point's own mark count (earlier ones are in its mind)
-                mask = np.arange(lo, nC)[None, :] < upto[stale][:, None]
-                D2[mask] = np.inf
-                mind[stale] = np.minimum(mind[stale], np.sqrt(np.maximum(D2.min(axis=1), 0.0)))
-                upto[stale] = nC
-            vals = mind[idx]
-            best = vals.max()
-            bound = -heap[0][0] if heap else -np.inf
-            if best > bound or (best == bound and best > 0 and not heap):
-                break
-            if best == bound:            # a stale bound ties the best: widen the fresh set
-                for v, i in zip(vals, idx):
-                    heapq.heappush(heap, (-float(v), int(i)))
-                batch *= 2
+            bounds = mind[pool]
+            j = int(np.argmax(bounds))
+            best = float(bounds[j])
+            if best <= thr and thr > -np.inf:      # a point outside the pool may win or tie
+                pool, thr = rebuild()
                 continue
-            for v, i in zip(vals, idx):
-                heapq.heappush(heap, (-float(v), int(i)))
+            i = int(pool[j])
+            if upto[i] == nC:
+                break
+            if len(pool) > batch:
+                top = pool[np.argpartition(bounds, len(pool) - batch)[len(pool) - batch:]]
+            else:
+                top = pool
+            stale = top[upto[top] < nC]
+            if not (stale == i).any():    # ties at the cut may leave the argmax out of the top
+                stale = np.append(stale, i)
+            _refresh(X, sq, C, csq, nC, stale, upto, mind)
         if best <= 0:
             break
-        n = int(idx[vals == best].min())     # ties: the lowest index, as the plain greedy's argmax
-        picks.append(n)
-        gains.append(float(best))
-        C[nC] = X[n]
+        picks.append(i)
+        gains.append(best)
+        C[nC] = X[i]
+        csq[nC] = sq[i]
         nC += 1
-        for v, i in zip(vals, idx):
-            if i != n:
-                heapq.heappush(heap, (-float(v), int(i)))
-        mind[n] = 0.0
+        mind[i] = 0.0
+        upto[i] = nC
     out = np.asarray(picks[:k], dtype=np.int64)
     return (out, np.asarray(gains[:k])) if return_gains else out
