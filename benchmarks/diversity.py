@@ -180,8 +180,9 @@ def compare_libraries(n: int, d: int) -> None:
           f"objective {val(ours):.6f}")
     try:
         import apricot
+        apricot.FacilityLocationSelection(5, metric="precomputed", optimizer="lazy", verbose=False).fit(S[:50, :50])
         sel = apricot.FacilityLocationSelection(k, metric="precomputed", optimizer="lazy", verbose=False)
-        t = time.perf_counter()
+        t = time.perf_counter()   # numba compiled above: time the selection, not the JIT
         sel.fit(S)
         t_apr = time.perf_counter() - t
         theirs = np.asarray(sel.ranking)
@@ -206,18 +207,21 @@ def compare_libraries(n: int, d: int) -> None:
     ip, rows, vals = knn_similarity(X, k=20, index="exact")
     cols = np.repeat(np.arange(n), np.diff(ip))
     M = sps.csr_matrix((vals, (rows, cols)), shape=(n, n))   # M[v, a] = s(v, a) for a among v's 20 NN
+    # submodlib's sparse mode reads a k-NN kernel as symmetric (its picks match tunesift's on
+    # max(M, M.T) exactly, not on M): give both that kernel
+    K = M.maximum(M.T).tocsc()
+    sp = (K.indptr, K.indices.astype(np.int64), K.data.astype(np.float32))
     t = time.perf_counter()
-    ours = facility_location(sparse=(ip, rows, vals), k=k)
+    ours = facility_location(sparse=sp, k=k)
     t_ours = time.perf_counter() - t
     t = time.perf_counter()
-    fn = FacilityLocationFunction(n=n, mode="sparse", sijs=M, num_neighbors=20)
+    fn = FacilityLocationFunction(n=n, mode="sparse", sijs=K.tocsr(), num_neighbors=20)
     res = fn.maximize(budget=k, optimizer="LazyGreedy", show_progress=False)
     t_sml = time.perf_counter() - t
     theirs = [i for i, _ in res]
-    print(f"sparse facility location, 20-NN kernel, {n:,} points, {k:,} picks: tunesift {t_ours:.2f}s, submodlib "
-          f"{t_sml:.2f}s (tunesift {t_sml / t_ours:.2f}x as fast); picks identical up to pick "
-          f"{_first_diff(ours, theirs)}; objective {sparse_value((ip, rows, vals), ours):.4f} vs "
-          f"{sparse_value((ip, rows, vals), theirs):.4f}")
+    print(f"sparse facility location, symmetrised 20-NN kernel, {n:,} points, {k:,} picks: tunesift {t_ours:.2f}s, "
+          f"submodlib {t_sml:.2f}s (tunesift {t_sml / t_ours:.0f}x as fast); picks identical up to pick "
+          f"{_first_diff(ours, theirs)}; objective {sparse_value(sp, ours):.4f} vs {sparse_value(sp, theirs):.4f}")
 
 
 def gpu(args) -> None:

@@ -30,6 +30,7 @@ class QDITConfig:
     field: str = "instruction_input"
     dense_limit: int = 20000
     knn: int = 20
+    knn_index: str = "auto"   # the k-NN graph: exact, ivf (inverted file), or auto (exact up to 60,000)
 
     def validate(self) -> None:
         choose(self.field, FIELDS, "field")
@@ -58,7 +59,7 @@ class QDIT(SetMethod):
             S = (1 - c.alpha) * similarity(X, metric="cosine")
             local, gains = facility_location(S, k, modular=c.alpha * self.quality_[pool], return_gains=True)
         else:
-            ip, rows, vals = knn_similarity(X, c.knn, "cosine")
+            ip, rows, vals = knn_similarity(X, c.knn, "cosine", index=c.knn_index)
             local, gains = facility_location(sparse=(ip, rows, (1 - c.alpha) * vals), k=k,
                                              modular=c.alpha * self.quality_[pool], return_gains=True)
         return self.record(table, pool[local], gains)

@@ -30,6 +30,7 @@ class SuperfilteringDConfig:
     metric: str = "euclidean"     # submodlib's exp(-d/dim); or cosine
     dense_limit: int = 20000
     knn: int = 20
+    knn_index: str = "auto"   # the k-NN graph: exact, ivf (inverted file), or auto (exact up to 60,000)
 
 
 @register
@@ -63,6 +64,6 @@ class SuperfilteringD(SetMethod):
         if len(X) <= self.config.dense_limit:
             local, gains = facility_location(similarity(X, metric=self.config.metric), k, return_gains=True)
         else:
-            sp = knn_similarity(X, self.config.knn, self.config.metric)
+            sp = knn_similarity(X, self.config.knn, self.config.metric, index=self.config.knn_index)
             local, gains = facility_location(sparse=sp, k=k, return_gains=True)
         return self.record(table, self.top_[local], gains)

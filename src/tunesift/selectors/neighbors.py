@@ -21,7 +21,9 @@ def _prepare(X: np.ndarray, metric: str):
     import torch
 
     if metric == "cosine":
-        Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        # sentence embeddings usually come normalised: no second copy of a 1.5 GB matrix then
+        Xn = X if np.abs(norms - 1).max() < 1e-6 else X / np.maximum(norms, 1e-12)
         T = torch.from_numpy(np.ascontiguousarray(Xn, dtype=np.float32))
         return T, torch.zeros(len(X))
     if metric == "euclidean":

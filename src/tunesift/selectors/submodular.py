@@ -66,18 +66,20 @@ def facility_location(S=None, k: int = 10, *, sparse=None, initial: np.ndarray |
     ST = None if S is None else (S.T if S.flags.f_contiguous else np.ascontiguousarray(S.T))
 
     buf = np.empty(n_pts, dtype=np.float64)
+    cursum = [float(cur.sum())]
 
     def gain(a: int) -> float:
         if S is not None:
-            np.subtract(ST[a], cur, out=buf)        # no temporaries: this runs once per re-evaluation
-            np.maximum(buf, 0, out=buf)
-            return float(buf.sum()) + bonus[a]
+            # sum(max(s - c, 0)) = sum(max(s, c)) - sum(c): two passes over the row instead of three
+            np.maximum(ST[a], cur, out=buf)
+            return float(buf.sum()) - cursum[0] + bonus[a]
         p0, p1 = sparse[0][a], sparse[0][a + 1]
         return float(np.maximum(sparse[2][p0:p1] - cur[sparse[1][p0:p1]], 0).sum()) + bonus[a]
 
     def add(a: int) -> None:
         if S is not None:
             np.maximum(cur, ST[a], out=cur)
+            cursum[0] = float(cur.sum())
         else:
             p0, p1 = sparse[0][a], sparse[0][a + 1]
             r = sparse[1][p0:p1]
