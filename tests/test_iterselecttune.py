@@ -27,14 +27,22 @@ def test_spread_is_round_robin_by_priority():
     assert list(out) == [1, 4, 5, 2, 3]
 
 
-def test_iterselecttune_score_is_the_weighted_sum(tiny_llama, tiny_embedder, alpaca_file):
+def test_iterselecttune_score_is_the_weighted_sum(tiny_llama, tiny_embedder, alpaca_file, monkeypatch):
+    """A random tiny judge scores every answer alike, so no example would be labelled hard and the
+    classifier and the similarity-to-hard term would go untested: a deterministic stand-in judge
+    (the judge itself is tested with PairJudge) gives both labels."""
+    monkeypatch.setattr(IterSelectTune, "_judge_scores",
+                        lambda self, ctx, questions, answers: np.array([len(a) % 5 for a in answers], float))
     res = tunesift.select(alpaca_file, "iterselecttune", lm=tiny_llama, embedder=tiny_embedder, use_cache=False,
                           progress=False, rounds=2, batch=3, n_clusters=2, max_new_tokens=4, alpha=0.3)
     t = res.table
     assert (t["label"] >= 0).sum() == 6 and set(t["round"]) <= {0, 1, 2}
+    assert set(t["label"][t["label"] >= 0]) == {0, 1}           # both classes: the classifier was fit
     np.testing.assert_allclose(t["score"], 0.3 * t["p_hard"] + 0.7 * t["sim_hard"])
     X = tiny_embedder.encode([e.instruction + ("\n" + e.input if e.input else "") for e in res.dataset.examples])
     hard = np.flatnonzero(t["label"] == 1)
-    if len(hard):
-        np.testing.assert_allclose(t["sim_hard"], (X @ X[hard].T).max(1), rtol=1e-5)
+    np.testing.assert_allclose(t["sim_hard"], (X @ X[hard].T).max(1), rtol=1e-5)
+    lab = np.flatnonzero(t["label"] >= 0)
+    w = fit_logistic(X[lab].astype(np.float64), t["label"].to_numpy()[lab].astype(float), 1.0)
+    np.testing.assert_allclose(t["p_hard"], predict_logistic(w, X), rtol=1e-4)
     assert len(res.selected_indices) == round(0.2 * len(t))
