@@ -65,8 +65,31 @@ def test_accumulation_is_an_exact_token_mean(tiny_llama, alpaca_file):
     one = finetune(tiny_llama, ds, TrainConfig(micro_batch_tokens=100_000, **kw), progress=False)
     many = finetune(tiny_llama, ds, TrainConfig(micro_batch_tokens=64, **kw), progress=False)
     assert one.log[0]["loss"] == pytest.approx(many.log[0]["loss"], rel=1e-5)
-    # and it is the plain mean response NLL of the untrained model (+ the EOS targets)
     assert one.log[0]["tokens"] == many.log[0]["tokens"]
+    # and it is the plain mean NLL of the untrained model over the trained tokens (LoRA starts as the
+    # identity), computed here from full logits one example at a time
+    _, items, _ = _examples(tiny_llama, ds, TrainConfig(template="alpaca"))
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for ids, pos in items:
+            logits = tiny_llama.model(input_ids=torch.from_numpy(ids)[None]).logits[0]
+            tot += float(torch.nn.functional.cross_entropy(logits[pos - 1], torch.from_numpy(ids[pos]), reduction="sum"))
+            n += len(pos)
+    assert one.log[0]["tokens"] == n
+    assert one.log[0]["loss"] == pytest.approx(tot / n, rel=1e-5)
+
+
+def test_head_at_targets_equals_full_logits(tiny_llama):
+    """The loss that applies the LM head at labelled positions only is the full-logits loss."""
+    from tunesift.train.finetune import _head_at_targets_ok, _loss_sum
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, tiny_llama.model.config.vocab_size, (3, 20), generator=g)
+    labels = torch.full_like(ids, -100)
+    labels[0, 5:12], labels[1, 2:20], labels[2, 15:18] = ids[0, 5:12], ids[1, 2:20], ids[2, 15:18]
+    assert _head_at_targets_ok(tiny_llama.model, ids[:1])
+    with torch.no_grad():
+        fast, full = _loss_sum(tiny_llama.model, ids, labels, True), _loss_sum(tiny_llama.model, ids, labels, False)
+    assert float(fast) == pytest.approx(float(full), rel=1e-5)
 
 
 def test_same_seed_same_run_and_outputs(tiny_llama, alpaca_file, tmp_path):
@@ -90,3 +113,14 @@ def test_packing_and_truncation(tiny_llama, alpaca_file):
     short = finetune(tiny_llama, ds, TrainConfig(template="alpaca", max_length=80), progress=False)
     assert short.skipped["no_target_within_max_length"] == 2 and short.skipped["truncated_response_kept"] >= 1
     assert short.examples == len(ds) - 2     # counted, not silently dropped
+
+
+def test_micro_batches_never_exceed_a_step():
+    """A big token budget must not pack more examples into one micro-batch than a step holds."""
+    from tunesift.train.finetune import _micro_batches
+    items = [(np.zeros(n, np.int64), np.arange(1, n)) for n in [5, 9, 7, 3, 8, 6, 4, 5, 9, 2]]
+    cfg = TrainConfig(batch_size=3, micro_batch_tokens=10_000)
+    mbs = _micro_batches(items, cfg, np.random.default_rng(0))
+    assert max(len(m) for m in mbs) == 3 and sorted(i for m in mbs for i in m) == list(range(10))
+    cfg = TrainConfig(batch_size=16, micro_batch_tokens=20)    # the token budget still binds first
+    assert all(len(m) * max(len(items[i][0]) for i in m) <= 20 for m in _micro_batches(items, cfg, np.random.default_rng(0)))

@@ -13,6 +13,7 @@ field's benchmark studies find hard to beat), the full pool, and the base model 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -67,10 +68,10 @@ class BenchConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # Sized for a 2-core CPU in under an hour (measured: see docs/bench.md).
     "small-cpu": dict(pool_limit=1000, budget="5%", seeds=3, full_seeds=1, evals=["alpaca_eval_nll:100", "mmlu:100"],
-                      train=dict(epochs=1, batch_size=8, micro_batch_tokens=2048, max_length=512)),
+                      train=dict(epochs=1, batch_size=8, micro_batch_tokens=1024, max_length=512)),
     # One H100: the whole pool, the likelihood and multiple-choice suites, GSM8K on a slice.
     "gpu-h100": dict(budget="5%", seeds=3, evals=["alpaca_eval_nll", "mt_bench_nll", "mmlu", "bbh", "gsm8k:500"],
-                     train=dict(epochs=3, batch_size=64, micro_batch_tokens=65536, max_length=2048)),
+                     train=dict(epochs=3, batch_size=64, micro_batch_tokens=16384, max_length=2048)),
 }
 
 
@@ -163,6 +164,8 @@ def run_bench(pool: str | Path | Dataset, config: BenchConfig, output_dir: str |
             target = cell.path.with_suffix(".error.json")
             log.error("cell %s seed %d failed: %s", cell.method, cell.seed, rec["error"])
         rec["seconds"] = time.perf_counter() - t0
+        lm = tr = None          # the cell's trained model goes before the next cell trains another
+        gc.collect()
         with atomic_path(target) as tmp:
             Path(tmp).write_text(json.dumps(rec, indent=1, default=float))
         if rec["error"] is None and cell.path.with_suffix(".error.json").exists():
