@@ -21,6 +21,16 @@ def test_mtld_and_knn():
     np.fill_diagonal(D, np.inf)
     want = np.sort(D, axis=1)[:, :6].mean(1)
     np.testing.assert_allclose(knn_distance(X, 6, chunk=7), want, rtol=1e-4)
+    dup = np.concatenate([X, X[:3], X[:3]])               # exact duplicates: their own distance is 0
+    D = np.sqrt(((dup[:, None] - dup[None]) ** 2).sum(-1))
+    np.fill_diagonal(D, np.inf)
+    np.testing.assert_allclose(knn_distance(dup, 3), np.sort(D, axis=1)[:, :3].mean(1), atol=1e-5)
+    # the inverted-file index (large pools) on clustered points: the same distances for nearly all rows
+    C = rng.normal(size=(20, 8))
+    Y = (C[rng.integers(0, 20, 2000)] + 0.2 * rng.normal(size=(2000, 8))).astype(np.float32)
+    ivf, exact = knn_distance(Y, 6, index="ivf"), knn_distance(Y, 6, index="exact")
+    assert (ivf >= exact - 1e-5).all()                    # approximate neighbours are never nearer
+    assert np.mean(np.isclose(ivf, exact, rtol=1e-4)) > 0.95
 
 
 def test_fit_rule_recovers_coefficients():

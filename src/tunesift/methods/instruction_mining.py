@@ -77,20 +77,22 @@ def mtld(text: str, threshold: float = 0.72) -> float:
     return (one_way(words) + one_way(words[::-1])) / 2
 
 
-def knn_distance(X: np.ndarray, k: int = 6, chunk: int = 2048) -> np.ndarray:
-    """Mean distance of each row to its k nearest other rows (exact, chunked)."""
+def knn_distance(X: np.ndarray, k: int = 6, chunk: int = 2048, index: str = "auto") -> np.ndarray:
+    """Mean Euclidean distance of each row to its k nearest other rows: exact up to 60,000 rows, an
+    inverted-file index above (``knn_graph``), so the indicator stays usable on a large pool."""
+    from ..selectors.neighbors import knn_graph
+
     X = np.asarray(X, dtype=np.float32)
-    sq = (X * X).sum(1)
-    out = np.zeros(len(X))
     k = min(k, len(X) - 1)
     if k <= 0:
-        return out
-    for s in range(0, len(X), chunk):
-        D2 = sq[s:s + chunk, None] - 2 * X[s:s + chunk] @ X.T + sq[None, :]
-        np.fill_diagonal(D2[:, s:s + chunk], np.inf)
-        part = np.partition(np.maximum(D2, 0), k - 1, axis=1)[:, :k]
-        out[s:s + chunk] = np.sqrt(part).mean(1)
-    return out
+        return np.zeros(len(X))
+    nbr, dist = knn_graph(X, k + 1, metric="euclidean", index=index, chunk=chunk, distances=True)
+    # drop each row itself (usually first; with exact duplicates it may sit anywhere, or be absent)
+    own = nbr == np.arange(len(X))[:, None]
+    drop = np.where(own.any(1), own.argmax(1), k)
+    keep = np.ones_like(own)
+    keep[np.arange(len(X)), drop] = False
+    return dist[keep].reshape(len(X), k).astype(np.float64).mean(1)
 
 
 def fit_rule(indicators: pd.DataFrame, losses: np.ndarray, columns: list[str] | None = None) -> dict:

@@ -32,7 +32,7 @@ def _prepare(X: np.ndarray, metric: str):
     raise TunesiftError("metric must be cosine or euclidean")
 
 
-def _to_similarity(T, q_idx, nbr, score, metric: str, dim: int):
+def _to_similarity(T, q_idx, nbr, score, metric: str, dim: int, distances: bool = False):
     """The kernel's similarity for the chosen neighbours.  Euclidean distances are recomputed as
     ||x - y|| (k per point, cheap): the |x|^2 - 2x.y + |y|^2 expansion that ranks them loses
     ~1e-3 absolute to float32 cancellation near zero."""
@@ -42,10 +42,10 @@ def _to_similarity(T, q_idx, nbr, score, metric: str, dim: int):
         return score
     nb = torch.as_tensor(nbr)
     d = (T[q_idx][:, None, :] - T[nb]).norm(dim=2)
-    return (-d / dim).exp()
+    return d if distances else (-d / dim).exp()
 
 
-def _knn_exact(T, off, k: int, metric: str, chunk: int):
+def _knn_exact(T, off, k: int, metric: str, chunk: int, distances: bool = False):
     import torch
 
     N, dim = T.shape
@@ -56,7 +56,7 @@ def _knn_exact(T, off, k: int, metric: str, chunk: int):
         score = T[q] @ T.T + off[None, :]
         v, i = torch.topk(score, k, dim=1)    # 30x faster than numpy's argpartition here
         nbr[s:s + len(q)] = i.numpy()
-        val[s:s + len(q)] = _to_similarity(T, q, i, v, metric, dim).numpy()
+        val[s:s + len(q)] = _to_similarity(T, q, i, v, metric, dim, distances).numpy()
     return nbr, val
 
 
@@ -75,7 +75,7 @@ def _train_cells(S, n_lists: int, rng, iters: int = 10):
     return C
 
 
-def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int):
+def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int, distances: bool = False):
     import torch
 
     N, dim = T.shape
@@ -113,7 +113,7 @@ def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int)
             score += off[ct][None, :]
         v, i = torch.topk(score, kk, dim=1)
         got = cand[i.numpy()]
-        sim = _to_similarity(T, torch.from_numpy(q), got, v, metric, dim).numpy()
+        sim = _to_similarity(T, torch.from_numpy(q), got, v, metric, dim, distances).numpy()
         if kk < k:                            # a tiny neighbourhood: pad with itself at similarity 0
             got = np.pad(got, ((0, 0), (0, k - kk)), mode="edge")
             sim = np.pad(sim, ((0, 0), (0, k - kk)))
@@ -122,12 +122,13 @@ def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int)
 
 
 def knn_graph(X: np.ndarray, k: int = 20, metric: str = "cosine", index: str = "auto", n_lists: int | None = None,
-              n_probe: int = 8, seed: int = 0, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+              n_probe: int = 8, seed: int = 0, chunk: int = 1024,
+              distances: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each point's ``k`` most similar points (itself included) and the similarities: (N x k ids,
     N x k values).  ``metric``: cosine, or submodlib's exp(-||x - y|| / dim).  ``index``: exact, ivf,
     or auto (exact up to 60,000 points).  IVF: ``n_lists`` cells (default sqrt(N)); each cell's points
     are compared with the nearest cells holding ``n_probe`` average cells' worth of points;
-    deterministic per ``seed``."""
+    deterministic per ``seed``.  ``distances`` (euclidean only): return ||x - y|| instead of the kernel."""
     import torch
 
     X = _check(X)
@@ -135,9 +136,11 @@ def knn_graph(X: np.ndarray, k: int = 20, metric: str = "cosine", index: str = "
     k = min(k, N)
     if index not in ("auto", "exact", "ivf"):
         raise TunesiftError("index must be auto, exact or ivf")
+    if distances and metric != "euclidean":
+        raise TunesiftError("distances=True needs metric='euclidean'")
     T, off = _prepare(X, metric)
     with torch.inference_mode():
         if index == "exact" or (index == "auto" and N <= EXACT_UP_TO):
-            return _knn_exact(T, off, k, metric, chunk)
+            return _knn_exact(T, off, k, metric, chunk, distances)
         n_lists = int(n_lists or max(1, round(np.sqrt(N))))
-        return _knn_ivf(T, off, k, metric, min(n_lists, N), n_probe, seed)
+        return _knn_ivf(T, off, k, metric, min(n_lists, N), n_probe, seed, distances)
