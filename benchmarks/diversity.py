@@ -122,7 +122,7 @@ def main() -> None:
           f"{val(b):.2f} (picked on the IVF graph), ratio {val(b) / val(a):.5f}")
     t = time.perf_counter()
     dpp_greedy(X[:50_000], 1000)
-    print(f"DPP greedy: 1,000 of 50,000 in {time.perf_counter() - t:.1f}s, peak RSS {peak_gb():.2f} GiB")
+    print(f"DPP greedy: 1,000 of {min(args.n, 50_000):,} in {time.perf_counter() - t:.1f}s, peak RSS {peak_gb():.2f} GiB")
 
 
 def csc(nbr: np.ndarray, vals: np.ndarray):

@@ -1,10 +1,11 @@
 """k-nearest-neighbour graphs for sparse kernels: exact (blocked) or an inverted-file index.
 
-The exact graph is O(N^2 d): about half a minute at 50,000 x 384 on two cores, and days' worth of
-products at a million.  The inverted-file (IVF) index, as in faiss's IndexIVFFlat, clusters the
-points into ``n_lists`` cells by k-means and compares each cell's points only with the points of
-the ``n_probe`` cells nearest to it: about N * n_probe * N / n_lists products instead of N^2.  It is
-approximate; ``benchmarks/diversity.py`` prints its recall against the exact graph.
+The exact graph is O(N^2 d): fine at tens of thousands of points, hours of products at a million on
+two cores.  The inverted-file (IVF) index, as in faiss's IndexIVFFlat, clusters the points into
+``n_lists`` cells by k-means and compares each cell's points only with the points of the cells
+nearest to it (up to a quota of ``n_probe`` average cells' worth): about N * n_probe * N / n_lists
+products instead of N^2.  It is approximate; ``benchmarks/diversity.py`` prints its recall against
+the exact graph.
 """
 from __future__ import annotations
 
@@ -114,9 +115,9 @@ def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int,
         v, i = torch.topk(score, kk, dim=1)
         got = cand[i.numpy()]
         sim = _to_similarity(T, torch.from_numpy(q), got, v, metric, dim, distances).numpy()
-        if kk < k:                            # a tiny neighbourhood: pad with itself at similarity 0
+        if kk < k:   # fewer candidates than k: repeat the last neighbour (at similarity 0 in a kernel)
             got = np.pad(got, ((0, 0), (0, k - kk)), mode="edge")
-            sim = np.pad(sim, ((0, 0), (0, k - kk)))
+            sim = np.pad(sim, ((0, 0), (0, k - kk)), mode="edge" if distances else "constant")
         nbr[q], val[q] = got, sim
     return nbr, val
 

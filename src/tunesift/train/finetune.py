@@ -22,8 +22,8 @@ Design choices, each a common SFT convention made explicit:
 from __future__ import annotations
 
 import copy
-import hashlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -192,9 +192,9 @@ def _head_at_targets_ok(net, ids) -> bool:
 
 def _loss_sum(net, ids, labels, fast: bool):
     """Summed next-token cross-entropy over the labelled positions.  ``fast``: the LM head only at
-    those positions: full logits are (tokens x vocab) floats, three copies of them alive through
-    backward (logits, log-softmax, gradient), which made fine-tuning the 135M default take 17 GB
-    at 4,096-token micro-batches (vocabulary 49,152)."""
+    those positions.  Full logits are (tokens x vocab) floats with several copies alive through
+    backward; on 64 examples at 4,096-token micro-batches the head at targets alone took the 135M
+    default's peak from 17.5 to 15.0 GB and its time from 110 to 92 s (measured)."""
     import torch
     F = torch.nn.functional
     if not fast:
