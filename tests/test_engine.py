@@ -163,3 +163,30 @@ def test_shared_prefix_reuse_gives_the_same_scores(which, request, alpaca_file):
     assert shared._prefix_ok is True          # the preamble's KV really was reused
     plain = LikelihoodEngine(lm, max_length=256, use_cache=False, progress=False, share_prefix=False).nll(reqs)
     np.testing.assert_allclose(res.sum_nll, plain.sum_nll, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_soft_capped_logits_are_capped_once(tiny_tokenizer, tmp_path, fast):
+    """Gemma-2-style final-logit soft-capping: the separate-head path must cap as the model does, and
+    the full-logits path must not cap the model's already capped logits a second time."""
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from tunesift.models import wrap_model
+    torch.manual_seed(0)
+    tok = tiny_tokenizer
+    cfg = Gemma2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                       final_logit_softcapping=2.0, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                       pad_token_id=tok.pad_token_id)
+    model = Gemma2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)      # logits well beyond the cap, so a second cap would show
+    lm = wrap_model(model, tok, "tiny-gemma2")
+    eng = LikelihoodEngine(lm, max_length=256, cache_dir=tmp_path, progress=False)
+    eng._fast_path = fast
+    reqs = [Rendered(c + t, ((len(c), len(c + t)),)) for c, t in TEXTS]
+    res = eng.nll(reqs)
+    for i, (c, t) in enumerate(TEXTS):
+        ref, _ = reference_nll(lm, c + t, len(c), len(c + t))
+        assert res.mean_nll[i] == pytest.approx(ref, rel=1e-4)

@@ -81,12 +81,13 @@ def test_accumulation_is_an_exact_token_mean(tiny_llama, alpaca_file):
 
 def test_head_at_targets_equals_full_logits(tiny_llama):
     """The loss that applies the LM head at labelled positions only is the full-logits loss."""
-    from tunesift.train.finetune import _head_at_targets_ok, _loss_sum
+    from tunesift.models.heads import head_reproduces_logits
+    from tunesift.train.finetune import _loss_sum
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, tiny_llama.model.config.vocab_size, (3, 20), generator=g)
     labels = torch.full_like(ids, -100)
     labels[0, 5:12], labels[1, 2:20], labels[2, 15:18] = ids[0, 5:12], ids[1, 2:20], ids[2, 15:18]
-    assert _head_at_targets_ok(tiny_llama.model, ids[:1])
+    assert head_reproduces_logits(tiny_llama.model, ids[:1])
     with torch.no_grad():
         fast, full = _loss_sum(tiny_llama.model, ids, labels, True), _loss_sum(tiny_llama.model, ids, labels, False)
     assert float(fast) == pytest.approx(float(full), rel=1e-5)

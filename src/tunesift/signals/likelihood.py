@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.errors import TunesiftError
+from ..models.heads import body_and_head, head_logits, head_reproduces_logits
 from ..models.loading import LoadedLM, cache_root
 from ..models.templates import Rendered
 from .cache import ShardCache
@@ -309,7 +310,7 @@ class LikelihoodEngine:
             return out, trunc
         model = self.lm.model
         dev = next(model.parameters()).device
-        head = model.get_output_embeddings()
+        body, head, cap = body_and_head(model)
         cand_t = torch.from_numpy(cand).to(dev)
         t0 = time.perf_counter()
         try:
@@ -327,11 +328,7 @@ class LikelihoodEngine:
                     last = torch.tensor([len(prep[i].ids) - 1 for i in b], device=dev)
                     rows = torch.arange(B, device=dev)
                     if fast:   # right padding: a row's last real token is unaffected by the pads after it
-                        h = model.base_model(input_ids=ids, use_cache=False)[0][rows, last]
-                        logits = head(h).float()
-                        cap = getattr(model.config, "final_logit_softcapping", None)
-                        if cap:
-                            logits = cap * torch.tanh(logits / cap)
+                        logits = head_logits(head, body(input_ids=ids, use_cache=False)[0][rows, last], cap)
                     else:
                         logits = model(input_ids=ids, use_cache=False).logits[rows, last].float()
                     lp = torch.log_softmax(logits, -1)[:, cand_t].double().cpu().numpy()
@@ -375,8 +372,8 @@ class LikelihoodEngine:
         # H200 the mask alone was not what limited speed: see docs/benchmarks.md.)
         att = None
         if not self._fast_path:
-            logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits
-            nll = self._ce(logits[rows, cols - 1], targets, F)
+            logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits   # final, capped if any
+            nll = F.cross_entropy(logits[rows, cols - 1].float(), targets, reduction="none")
         else:
             P = self._shared_prefix(items) if self.share_prefix and B > 1 else 0
             if P and self._prefix_ok is None:   # validate the prefix path once against the plain one
@@ -414,8 +411,7 @@ class LikelihoodEngine:
         """Decoder body once (reusing the KV of a shared ``P``-token prefix), head at targets only."""
         import torch
         import torch.nn.functional as F
-        model = self.lm.model
-        body = model.base_model
+        body, head, cap = body_and_head(self.lm.model)
         if P:
             out = body(input_ids=ids[:1, :P], use_cache=True)
             cache = out["cache"] if "cache" in out else out["past_key_values"]
@@ -424,37 +420,14 @@ class LikelihoodEngine:
         else:
             h = body(input_ids=ids, attention_mask=att, use_cache=False)[0]
         hs = h[rows, cols - 1 - P]
-        head = model.get_output_embeddings()
-        return torch.cat([self._ce(head(hs[k:k + self.head_chunk]), targets[k:k + self.head_chunk], F)
-                                        for k in range(0, len(hs), self.head_chunk)])
-
-    def _ce(self, logits, targets, F):
-        import torch
-        logits = logits.float()
-        cap = getattr(self.lm.model.config, "final_logit_softcapping", None)
-        if cap:
-            logits = cap * torch.tanh(logits / cap)
-        return F.cross_entropy(logits, targets, reduction="none")
+        return torch.cat([F.cross_entropy(head_logits(head, hs[k:k + self.head_chunk], cap),
+                                          targets[k:k + self.head_chunk], reduction="none")
+                          for k in range(0, len(hs), self.head_chunk)])
 
     def _check_fast_path(self, ids, att) -> bool:
-        """Body + head at target positions must equal the model's own logits; some architectures
-        scale or post-process logits in ways the fast path would miss, so check once per model."""
-        import torch
-        model = self.lm.model
-        try:
-            head = model.get_output_embeddings()
-            if head is None:
-                return False
-            ref = model(input_ids=ids, attention_mask=att, use_cache=False).logits.float()
-            h = model.base_model(input_ids=ids, attention_mask=att, use_cache=False)[0]
-            fast = head(h).float()
-            cap = getattr(model.config, "final_logit_softcapping", None)
-            if cap:
-                fast = cap * torch.tanh(fast / cap)
-            ok = torch.allclose(ref, fast, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
-        except Exception as e:  # noqa: BLE001 - any failure means: use the plain path
-            log.info("fast head path unavailable (%s); using full logits", e)
-            return False
+        """Body + head at target positions must equal the model's own logits; checked once per model."""
+        ok = head_reproduces_logits(self.lm.model, ids, att)
         if not ok:
-            log.warning("model %s post-processes its logits; scoring with full logits (slower)", self.lm.name)
-        return bool(ok)
+            log.warning("model %s: scoring with full logits (slower): a separate LM head does not reproduce "
+                        "its logits", self.lm.name)
+        return ok

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset, atomic_path
+from ..models.heads import body_and_head, head_logits, head_reproduces_logits
 from ..models.loading import LoadedLM, load_causal_lm
 from ..models.templates import TEMPLATES, render_conversation
 
@@ -161,35 +162,6 @@ def _pack(items, max_length: int):
     return rows
 
 
-def _parts(net):
-    """The decoder body and the LM head of a causal LM, under a PEFT wrapper if there is one."""
-    inner = net.get_base_model() if hasattr(net, "get_base_model") else net
-    return inner.base_model, inner.get_output_embeddings(), getattr(inner.config, "final_logit_softcapping", None)
-
-
-def _head_logits(head, h, cap):
-    import torch
-    logits = head(h).float()
-    return cap * torch.tanh(logits / cap) if cap else logits
-
-
-def _head_at_targets_ok(net, ids) -> bool:
-    """The loss may apply the LM head at target positions only if body + head reproduce the model's
-    own logits (some architectures post-process them); checked once per run."""
-    import torch
-    try:
-        body, head, cap = _parts(net)
-        if head is None:
-            return False
-        with torch.no_grad():
-            ref = net(input_ids=ids, use_cache=False).logits.float()
-            fast = _head_logits(head, body(input_ids=ids, use_cache=False)[0], cap)
-        return bool(torch.allclose(ref, fast, rtol=1e-3, atol=1e-3 * float(ref.abs().max())))
-    except Exception as e:  # noqa: BLE001 - any failure means: use full logits
-        log.info("head-at-targets loss unavailable (%s); using full logits", e)
-        return False
-
-
 def _loss_sum(net, ids, labels, fast: bool):
     """Summed next-token cross-entropy over the labelled positions.  ``fast``: the LM head only at
     those positions.  Full logits are (tokens x vocab) floats with several copies alive through
@@ -201,10 +173,10 @@ def _loss_sum(net, ids, labels, fast: bool):
         logits = net(input_ids=ids, use_cache=False).logits
         return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                                ignore_index=-100, reduction="sum")
-    body, head, cap = _parts(net)
+    body, head, cap = body_and_head(net)
     h = body(input_ids=ids, use_cache=False)[0]
     rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)   # position t predicts token t + 1
-    return F.cross_entropy(_head_logits(head, h[rows, cols], cap), labels[rows, cols + 1], reduction="sum")
+    return F.cross_entropy(head_logits(head, h[rows, cols], cap), labels[rows, cols + 1], reduction="sum")
 
 
 def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, output_dir: str | Path | None = None,
@@ -287,7 +259,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
                     labels[r, p] = torch.from_numpy(a[p])
                 ids, labels = ids.to(dev), labels.to(dev)
                 if fast is None:
-                    fast = _head_at_targets_ok(net, ids[:1, :64])
+                    fast = head_reproduces_logits(net, ids[:1, :64])
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                     # token-level sum; divided by the step's target tokens so the step's loss is an exact mean
                     loss = _loss_sum(net, ids, labels, fast) / step_tokens
