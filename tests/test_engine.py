@@ -190,3 +190,47 @@ def test_soft_capped_logits_are_capped_once(tiny_tokenizer, tmp_path, fast):
     for i, (c, t) in enumerate(TEXTS):
         ref, _ = reference_nll(lm, c + t, len(c), len(c + t))
         assert res.mean_nll[i] == pytest.approx(ref, rel=1e-4)
+
+
+def test_head_nll_matches_cross_entropy_across_chunks_and_paths():
+    import torch.nn.functional as F
+    from tunesift.models.heads import HeadNLL, head_logits
+    g = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    h, t = torch.randn(23, 16, generator=g), torch.randint(0, 50, (23,), generator=g)
+    ref = F.cross_entropy(head(h).double(), t, reduction="none")
+    nll = HeadNLL(chunk=5)                              # chunks of 5 and a last of 3: one buffer, reused
+    with torch.inference_mode():
+        a = nll(head, h, t, None)
+        assert nll._buf is not None and nll._buf.shape == (5, 50)   # the in-place CPU path was taken
+        b = nll(head, h[:4], t[:4], None)
+    assert torch.allclose(a.double(), ref, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(b.double(), ref[:4], rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():                         # soft-capped: the plain path, capped once
+        c = HeadNLL(chunk=5)(head, h, t, 3.0)
+    assert torch.allclose(c, F.cross_entropy(head_logits(head, h, 3.0), t, reduction="none"))
+
+
+def test_inplace_mlps_are_exact_restored_and_verified(tiny_llama):
+    from tunesift.models.inplace import inplace_mlps
+    model = tiny_llama.model
+    ids = torch.randint(0, 100, (3, 12), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = model(input_ids=ids).logits
+        with inplace_mlps(model) as n:
+            assert n == model.config.num_hidden_layers
+            out = model(input_ids=ids).logits
+    assert torch.equal(ref, out)
+    assert not any("forward" in m.__dict__ for m in model.modules())
+
+    class Scaled(torch.nn.Module):   # looks like a gated MLP, computes something else: left alone
+        def __init__(self):
+            super().__init__()
+            self.gate_proj, self.up_proj, self.down_proj = (torch.nn.Linear(4, 6), torch.nn.Linear(4, 6),
+                                                            torch.nn.Linear(6, 4))
+            self.act_fn = torch.nn.SiLU()
+
+        def forward(self, x):
+            return 2 * self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+    with inplace_mlps(Scaled()) as n:
+        assert n == 0

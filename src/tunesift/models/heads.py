@@ -35,3 +35,39 @@ def head_reproduces_logits(model, ids, attention_mask=None) -> bool:
     except Exception as e:  # noqa: BLE001 - any failure means: use the full logits
         log.info("separate LM head unavailable (%s); using full logits", e)
         return False
+
+
+class HeadNLL:
+    """Per-position NLL of ``targets`` under the LM head: ``logsumexp(logits) - logits[target]``.
+
+    On a CPU with a float32 bias-free linear head (the usual case) the vocabulary-wide logits go into
+    one buffer kept across calls and the log-sum-exp runs in place: a fresh [rows, vocab] tensor per
+    chunk, plus cross-entropy's log-softmax copy, cost about a quarter of the head's time there
+    (measured: 2,048 rows x 49,152, 1.29 s -> 1.0 s), mostly page faults on memory just returned to
+    the OS.  Elsewhere (GPU, half types, soft-capped or wrapped heads) it is ``cross_entropy``."""
+
+    def __init__(self, chunk: int = 4096):
+        self.chunk = chunk
+        self._buf = None
+
+    def __call__(self, head, h, targets, cap):
+        import torch
+        import torch.nn.functional as F
+        w = getattr(head, "weight", None)
+        inplace = (type(head) is torch.nn.Linear and head.bias is None and cap is None and h.device.type == "cpu"
+                   and w.dtype == torch.float32 and h.dtype == torch.float32 and not torch.is_grad_enabled())
+        out = []
+        for k in range(0, len(h), self.chunk):
+            hk, tk = h[k:k + self.chunk], targets[k:k + self.chunk]
+            if not inplace:
+                out.append(F.cross_entropy(head_logits(head, hk, cap), tk, reduction="none"))
+                continue
+            if self._buf is None or self._buf.shape[0] < len(hk) or self._buf.shape[1] != w.shape[0]:
+                self._buf = torch.empty(len(hk), w.shape[0], dtype=torch.float32)
+            b = self._buf[:len(hk)]
+            torch.mm(hk, w.t(), out=b)
+            tgt = b.gather(1, tk[:, None]).squeeze(1)
+            m = b.amax(1, keepdim=True)
+            b.sub_(m).exp_()
+            out.append(b.sum(1).log_().add_(m.squeeze(1)).sub_(tgt))
+        return torch.cat(out) if len(out) != 1 else out[0]

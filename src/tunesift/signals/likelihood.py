@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from ..data.errors import TunesiftError
-from ..models.heads import body_and_head, head_logits, head_reproduces_logits
+from ..models.heads import HeadNLL, body_and_head, head_logits, head_reproduces_logits
+from ..models.inplace import inplace_mlps
 from ..models.loading import LoadedLM, cache_root
 from ..models.templates import Rendered
 from .cache import ShardCache
@@ -155,6 +156,7 @@ class LikelihoodEngine:
         self._nexttok_cache: ShardCache | None = None
         self.progress = progress
         self.flush_every, self.flush_seconds, self.head_chunk = flush_every, flush_seconds, head_chunk
+        self._head_nll = HeadNLL(head_chunk)
         self.cache = None
         if use_cache:
             ns = f"likelihood/{lm.fingerprint.replace('/', '_')}-{lm.dtype}-v{ENGINE_VERSION}"
@@ -242,7 +244,7 @@ class LikelihoodEngine:
         bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, dynamic_ncols=True, leave=False)
         t_start, tokens_done = time.perf_counter(), 0
         try:
-            with torch.inference_mode(), _attention_backends(self.lm):
+            with torch.inference_mode(), _attention_backends(self.lm), inplace_mlps(self.lm.model):
                 for b in batches:
                     sums = self._forward([prep[i] for i in b])
                     for i, v in zip(b, sums):
@@ -314,7 +316,7 @@ class LikelihoodEngine:
         cand_t = torch.from_numpy(cand).to(dev)
         t0 = time.perf_counter()
         try:
-            with torch.inference_mode(), _attention_backends(self.lm):
+            with torch.inference_mode(), _attention_backends(self.lm), inplace_mlps(self.lm.model):
                 for b in self._batches(prep, todo):
                     B, L = len(b), max(len(prep[i].ids) for i in b)
                     ids = torch.full((B, L), self.pad_id, dtype=torch.long)
@@ -409,8 +411,6 @@ class LikelihoodEngine:
 
     def _fast_nll(self, ids, att, rows, cols, targets, P: int):
         """Decoder body once (reusing the KV of a shared ``P``-token prefix), head at targets only."""
-        import torch
-        import torch.nn.functional as F
         body, head, cap = body_and_head(self.lm.model)
         if P:
             out = body(input_ids=ids[:1, :P], use_cache=True)
@@ -419,10 +419,7 @@ class LikelihoodEngine:
             h = body(input_ids=ids[:, P:], attention_mask=att, use_cache=True, **{self._cache_kw(body): cache})[0]
         else:
             h = body(input_ids=ids, attention_mask=att, use_cache=False)[0]
-        hs = h[rows, cols - 1 - P]
-        return torch.cat([F.cross_entropy(head_logits(head, hs[k:k + self.head_chunk], cap),
-                                          targets[k:k + self.head_chunk], reduction="none")
-                          for k in range(0, len(hs), self.head_chunk)])
+        return self._head_nll(head, h[rows, cols - 1 - P], targets, cap)
 
     def _check_fast_path(self, ids, att) -> bool:
         """Body + head at target positions must equal the model's own logits; checked once per model."""
