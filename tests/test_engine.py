@@ -234,3 +234,47 @@ def test_inplace_mlps_are_exact_restored_and_verified(tiny_llama):
             return 2 * self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
     with inplace_mlps(Scaled()) as n:
         assert n == 0
+
+
+def _targets_one_text_at_a_time(tok, r, max_length, cap=None):
+    enc = tok(r.text, add_special_tokens=r.add_special_tokens, return_offsets_mapping=True)
+    ids, offs = np.asarray(enc["input_ids"]), np.asarray(enc["offset_mapping"]).reshape(-1, 2)
+    keep = [j for j in range(1, len(ids))
+            if offs[j, 1] > offs[j, 0] and any(a <= offs[j, 0] < b for a, b in r.spans)]
+    n = len(keep) if cap is None else min(len(keep), cap)
+    keep = [j for j in keep[:n] if j < max_length]
+    return ids[:keep[-1] + 1 if keep else 0], keep, n, len(keep) < n
+
+
+def test_tokenize_targets_matches_per_text_tokenisation(tiny_tokenizer):
+    """The batched, vectorised target location (Rust backend directly) against the tokenizer's own
+    per-text call, with a BOS-adding post-processor so add_special_tokens matters."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+    from tunesift.signals.likelihood import _encode, tokenize_targets
+    backend = Tokenizer.from_str(tiny_tokenizer.backend_tokenizer.to_str())
+    bos = tiny_tokenizer.bos_token_id
+    backend.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    reqs = [Rendered(c + t, ((len(c), len(c + t)),), flag) for c, t in TEXTS for flag in (True, False)]
+    reqs += [Rendered("Q: a\nA: b\nQ: c\nA: dd", ((6, 8), (16, 19))), Rendered("", ()), Rendered("abc", ()),
+             Rendered("no target here", ((3, 3),))]
+    caps = [None] * (len(reqs) - 1) + [2]
+    for max_length in (256, 12):
+        got = tokenize_targets(tok, reqs, max_length, caps)
+        for r, p, cap in zip(reqs, got, caps):
+            ids, pos, n, trunc = _targets_one_text_at_a_time(tok, r, max_length, cap)
+            assert p.ids.tolist() == ids.tolist() and p.pos.tolist() == pos
+            assert (p.n_target, p.truncated) == (n, trunc)
+    assert tokenize_targets(tok, [reqs[0]], 256)[0].ids[0] == bos
+
+    def wrapper_used(*a, **k):
+        raise AssertionError("the wrapper's path was taken")
+    tok._encode_plus = wrapper_used          # the backend path never calls it
+    tokenize_targets(tok, reqs, 256)
+    del tok._encode_plus
+    # truncation left set on the backend by an earlier call: the wrapper's path, the same answer
+    tok(["x" * 40], truncation=True, max_length=3)
+    assert tok.backend_tokenizer.truncation is not None
+    assert _encode(tok, [reqs[0].text], True)[0][0] == tok(reqs[0].text)["input_ids"]
