@@ -73,6 +73,7 @@ class EngineStats:
     padded_tokens: int = 0   # tokens fed including padding
     target_tokens: int = 0   # positions the LM head scored
     seconds: float = 0.0
+    prepare_seconds: float = 0.0   # host side: tokenisation and target location, before the first batch
 
 
 def tokenize_targets(tokenizer, requests: Sequence[Rendered], max_length: int,
@@ -208,6 +209,7 @@ class LikelihoodEngine:
             desc: str = "scoring") -> NLLResult:
         t0 = time.perf_counter()
         prep = self.prepare(requests, max_target_tokens)
+        self.stats.prepare_seconds += time.perf_counter() - t0
         n = len(prep)
         sum_nll = np.zeros(n, dtype=np.float64)
         n_tok = np.array([len(p.pos) for p in prep], dtype=np.int64)
