@@ -278,3 +278,18 @@ def test_tokenize_targets_matches_per_text_tokenisation(tiny_tokenizer):
     tok(["x" * 40], truncation=True, max_length=3)
     assert tok.backend_tokenizer.truncation is not None
     assert _encode(tok, [reqs[0].text], True)[0][0] == tok(reqs[0].text)["input_ids"]
+
+
+def test_inplace_mlps_leave_autograd_intact(tiny_llama):
+    from tunesift.models.inplace import inplace_mlps
+    model = tiny_llama.model
+    ids = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(2))
+
+    def grads(patched):
+        model.zero_grad(set_to_none=True)
+        with inplace_mlps(model) if patched else torch.enable_grad():
+            model(input_ids=ids, labels=ids).loss.backward()     # grad enabled: training
+        g = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad(set_to_none=True)
+        return g
+    assert all(torch.equal(a, b) for a, b in zip(grads(False), grads(True)))
