@@ -41,10 +41,10 @@ class HeadNLL:
     """Per-position NLL of ``targets`` under the LM head: ``logsumexp(logits) - logits[target]``.
 
     On a CPU with a float32 bias-free linear head (the usual case) the vocabulary-wide logits go into
-    one buffer kept across calls and the log-sum-exp runs in place: a fresh [rows, vocab] tensor per
-    chunk, plus cross-entropy's log-softmax copy, cost about a quarter of the head's time there
-    (measured: 2,048 rows x 49,152, 1.29 s -> 1.0 s), mostly page faults on memory just returned to
-    the OS.  Elsewhere (GPU, half types, soft-capped or wrapped heads) it is ``cross_entropy``."""
+    one buffer reused across calls until ``release()``, and the log-sum-exp runs in place: a fresh
+    [rows, vocab] tensor per chunk (its page faults) plus cross-entropy's log-softmax copy cost about
+    a quarter of the head's time there (measured: 2,048 rows x 49,152, 1.29 s -> 1.0 s).  Elsewhere
+    (GPU, half types, soft-capped or wrapped heads) it is ``cross_entropy``."""
 
     def __init__(self, chunk: int = 4096):
         self.chunk = chunk
@@ -71,3 +71,6 @@ class HeadNLL:
             b.sub_(m).exp_()
             out.append(b.sum(1).log_().add_(m.squeeze(1)).sub_(tgt))
         return torch.cat(out) if len(out) != 1 else out[0]
+
+    def release(self) -> None:
+        self._buf = None

@@ -8,6 +8,7 @@ exactly on a probe, so MLPs of another shape (fused gate_up, MoE, other activati
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 import weakref
 
@@ -28,6 +29,7 @@ def _inplace_forward(self, x):
     return self.down_proj(g)
 
 
+@functools.lru_cache(maxsize=None)
 def _silu_types():
     import torch
     found = [torch.nn.SiLU]

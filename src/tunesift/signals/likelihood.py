@@ -298,6 +298,7 @@ class LikelihoodEngine:
                         last_flush = time.perf_counter()
         finally:
             bar.close()
+            self._head_nll.release()   # up to head_chunk x vocabulary floats; results may outlive the run
             if self.cache is not None:
                 self.cache.flush()   # keep whatever finished, even when interrupted
 
