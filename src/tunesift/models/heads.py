@@ -43,8 +43,8 @@ class HeadNLL:
     On a CPU with a float32 bias-free linear head (the usual case) the vocabulary-wide logits go into
     one buffer reused across calls until ``release()``, and the log-sum-exp runs in place: a fresh
     [rows, vocab] tensor per chunk (its page faults) plus cross-entropy's log-softmax copy cost about
-    a quarter of the head's time there (measured: 2,048 rows x 49,152, 1.29 s -> 1.0 s).  Elsewhere
-    (GPU, half types, soft-capped or wrapped heads) it is ``cross_entropy``."""
+    a fifth of the head's time there (measured: 2,048 rows x 49,152, median 1.29 s -> 1.06 s).
+    Elsewhere (GPU, half types, soft-capped or wrapped heads) it is ``cross_entropy``."""
 
     def __init__(self, chunk: int = 4096):
         self.chunk = chunk

@@ -128,7 +128,6 @@ def _encode(tokenizer, texts: list[str], add_special_tokens: bool):
     padding left set on the backend, special-token splitting, a subclass's own encoding) takes the
     wrapper's path, whose output is the same by construction."""
     backend = getattr(tokenizer, "_tokenizer", None)
-    plain = False
     try:
         from transformers import PreTrainedTokenizerFast
         plain = (backend is not None and type(tokenizer)._encode_plus is PreTrainedTokenizerFast._encode_plus
@@ -186,8 +185,8 @@ class LikelihoodEngine:
         self._prefix_ok: bool | None = None
         self._nexttok_cache: ShardCache | None = None
         self.progress = progress
-        self.flush_every, self.flush_seconds, self.head_chunk = flush_every, flush_seconds, head_chunk
-        self._head_nll = HeadNLL(head_chunk)
+        self.flush_every, self.flush_seconds = flush_every, flush_seconds
+        self._head_nll = HeadNLL(head_chunk)   # rows of vocabulary-wide logits per chunk
         self.cache = None
         if use_cache:
             ns = f"likelihood/{lm.fingerprint.replace('/', '_')}-{lm.dtype}-v{ENGINE_VERSION}"
