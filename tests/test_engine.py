@@ -165,6 +165,18 @@ def test_shared_prefix_reuse_gives_the_same_scores(which, request, alpaca_file):
     np.testing.assert_allclose(res.sum_nll, plain.sum_nll, rtol=1e-5)
 
 
+def test_a_prefix_path_that_disagrees_is_switched_off(tiny_llama, alpaca_file, monkeypatch):
+    from tunesift.data import read_dataset
+    reqs = [render_conversation(e, "alpaca") for e in read_dataset(alpaca_file).examples] * 3
+    plain = LikelihoodEngine(tiny_llama, max_length=256, use_cache=False, progress=False, share_prefix=False).nll(reqs)
+    eng = LikelihoodEngine(tiny_llama, max_length=256, use_cache=False, progress=False)
+    real = eng._fast_nll
+    monkeypatch.setattr(eng, "_fast_nll", lambda *a: real(*a) + (0.5 if a[-1] else 0.0))   # a broken cached-KV path
+    res = eng.nll(reqs)
+    assert eng._prefix_ok is False
+    np.testing.assert_allclose(res.sum_nll, plain.sum_nll, rtol=1e-5)
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_soft_capped_logits_are_capped_once(tiny_tokenizer, tmp_path, fast):
     """Gemma-2-style final-logit soft-capping: the separate-head path must cap as the model does, and
@@ -202,10 +214,18 @@ def test_head_nll_matches_cross_entropy_across_chunks_and_paths():
     nll = HeadNLL(chunk=5)                              # chunks of 5 and a last of 3: one buffer, reused
     with torch.inference_mode():
         a = nll(head, h, t, None)
-        assert nll._buf is not None and nll._buf.shape == (5, 50)   # the in-place CPU path was taken
+        assert nll._buf is not None and nll._buf.shape == (5, 50)   # the tiled CPU path was taken
         b = nll(head, h[:4], t[:4], None)
+        # vocabulary tiles of 16, 16, 16 and a ragged 2: the running max and sum carry across tiles,
+        # also when logits are large enough that an unshifted exp would overflow float32
+        tiled = HeadNLL(chunk=5, vocab_tile=16)
+        c = tiled(head, h, t, None)
+        d = tiled(head, h * 400, t, None)
     assert torch.allclose(a.double(), ref, rtol=1e-5, atol=1e-5)
     assert torch.allclose(b.double(), ref[:4], rtol=1e-5, atol=1e-5)
+    assert torch.allclose(c.double(), ref, rtol=1e-5, atol=1e-5)
+    big = F.cross_entropy(head(h * 400).double(), t, reduction="none")
+    assert torch.isfinite(d).all() and torch.allclose(d.double(), big, rtol=1e-5, atol=1e-3)
     with torch.inference_mode():                         # soft-capped: the plain path, capped once
         c = HeadNLL(chunk=5)(head, h, t, 3.0)
     assert torch.allclose(c, F.cross_entropy(head_logits(head, h, 3.0), t, reduction="none"))

@@ -167,7 +167,7 @@ class LikelihoodEngine:
 
     def __init__(self, lm: LoadedLM, max_length: int = 1024, batch_tokens: int = 16384, max_batch_size: int | None = None,
                  cache_dir: str | None = None, use_cache: bool = True, progress: bool = True,
-                 flush_every: int = 256, flush_seconds: float = 30.0, head_chunk: int = 4096,
+                 flush_every: int = 256, flush_seconds: float = 30.0, head_chunk: int = 1024,
                  max_padding: float = 0.1, share_prefix: bool | None = None, min_shared_prefix: int = 4):
         if max_length < 2:
             raise TunesiftError("max_length must be at least 2")
@@ -186,7 +186,7 @@ class LikelihoodEngine:
         self._nexttok_cache: ShardCache | None = None
         self.progress = progress
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
-        self._head_nll = HeadNLL(head_chunk)   # rows of vocabulary-wide logits per chunk
+        self._head_nll = HeadNLL(head_chunk)   # rows per block of the tiled head
         self.cache = None
         if use_cache:
             ns = f"likelihood/{lm.fingerprint.replace('/', '_')}-{lm.dtype}-v{ENGINE_VERSION}"
@@ -297,7 +297,7 @@ class LikelihoodEngine:
                         last_flush = time.perf_counter()
         finally:
             bar.close()
-            self._head_nll.release()   # up to head_chunk x vocabulary floats; results may outlive the run
+            self._head_nll.release()   # one cache-sized tile; results may outlive the run
             if self.cache is not None:
                 self.cache.flush()   # keep whatever finished, even when interrupted
 
@@ -410,16 +410,18 @@ class LikelihoodEngine:
             nll = F.cross_entropy(logits[rows, cols - 1].float(), targets, reduction="none")
         else:
             P = self._shared_prefix(items) if self.share_prefix and B > 1 else 0
-            if P and self._prefix_ok is None:   # validate the prefix path once against the plain one
-                a = self._fast_nll(ids, att, rows, cols, targets, 0)
-                b = self._fast_nll(ids, att, rows, cols, targets, P)
+            if P and self._prefix_ok is None:
+                # Validate the prefix path once against the plain one, on the batch's longest and
+                # shortest rows (so right padding is exercised): the whole first batch, the
+                # longest of the run, would be scored twice.
+                sel = (rows == 0) | (rows == B - 1)
+                sub = (ids[[0, B - 1]], att, (rows[sel] != 0).long(), cols[sel], targets[sel])
+                a, b = self._fast_nll(*sub, 0), self._fast_nll(*sub, P)
                 tol = 1e-4 if "float32" in str(self.lm.dtype) else 3e-2   # half types: rounding, not bugs
                 self._prefix_ok = bool(torch.allclose(a, b, rtol=tol, atol=tol))
                 if not self._prefix_ok:
                     log.info("shared-prefix reuse disagrees with a plain forward for %s; disabled", self.lm.name)
-                nll = a
-            else:
-                nll = self._fast_nll(ids, att, rows, cols, targets, P if self._prefix_ok is not False else 0)
+            nll = self._fast_nll(ids, att, rows, cols, targets, P if self._prefix_ok else 0)
         sums = torch.zeros(B, dtype=torch.float64, device=dev).index_add_(0, rows, nll.double())
         return sums.cpu().tolist()
 
