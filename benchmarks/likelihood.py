@@ -89,6 +89,9 @@ def main() -> None:
     ap.add_argument("--tokenizer", default=None,
                     help="with --random-init: a tokenizer folder (skips loading the default model's weights)")
     ap.add_argument("--share-prefix", choices=["on", "off"], default="on", help="the engine's preamble-KV reuse")
+    ap.add_argument("--compile", default="off",
+                    help="torch.compile the decoder body: off, on (inductor default) or an inductor mode "
+                         "(e.g. max-autotune-no-cudagraphs); compile time falls in --warmup")
     ap.add_argument("--engine-runs", type=int, choices=[1, 2], default=2,
                     help="2: time the engine again after the reference loop and compare the loop with the mean "
                          "of the two, so a machine that speeds up or slows down during the run (shared CPUs "
@@ -121,7 +124,8 @@ def main() -> None:
           f"{len(ds)} examples from {args.data}; torch threads {torch.get_num_threads()}")
 
     opts = dict(lm=lm, use_cache=False, progress=False, batch_tokens=args.batch_tokens, max_length=args.max_length,
-                engine_options={"share_prefix": args.share_prefix == "on"})
+                engine_options={"share_prefix": args.share_prefix == "on",
+                                "compile_body": {"off": False, "on": True}.get(args.compile, args.compile)})
     if args.warmup:
         tunesift.score(ds.subset(list(range(min(args.warmup, len(ds))))), "ifd", **opts)
 
@@ -139,7 +143,8 @@ def main() -> None:
           f"({stats['tokens']:,} tokens, padding {1 - stats['tokens'] / max(stats['padded_tokens'], 1):.1%}, "
           f"{stats['batches']} batches, tokenisation {stats['prepare_seconds']:.2f}s, shared-prefix reuse {next(iter(res.context.engines.values()))._prefix_ok})")
     figures = {"examples": len(ds), "engine_examples_per_s": eng_rate, "device": args.device, "dtype": args.dtype,
-               "model": lm.name, "parameters": params}
+               "model": lm.name, "parameters": params, "compile": args.compile, "batch_tokens": args.batch_tokens,
+               "prepare_seconds": stats["prepare_seconds"]}
     if args.device.startswith("cuda"):
         # forward matmul FLOPs: 2 per body parameter per token fed, the head only at scored positions
         emb = lm.model.get_input_embeddings().weight.numel()

@@ -313,3 +313,21 @@ def test_inplace_mlps_leave_autograd_intact(tiny_llama):
         model.zero_grad(set_to_none=True)
         return g
     assert all(torch.equal(a, b) for a, b in zip(grads(False), grads(True)))
+
+
+def test_compiled_body_gives_the_same_scores(tiny_llama, alpaca_file):
+    """The opt-in torch.compile path (dynamic shapes: batches of several lengths, one compile)."""
+    from tunesift.data import read_dataset
+    from tunesift.models.heads import body_and_head, compiled
+    reqs = [render_conversation(e, "alpaca") for e in read_dataset(alpaca_file).examples] * 2
+    kw = dict(max_length=256, use_cache=False, progress=False, share_prefix=False, batch_tokens=256)
+    plain = LikelihoodEngine(tiny_llama, **kw)
+    comp = LikelihoodEngine(tiny_llama, compile_body=True, **kw)
+    a, b = plain.nll(reqs), comp.nll(reqs)
+    assert comp.stats.batches > 1
+    np.testing.assert_allclose(b.sum_nll, a.sum_nll, rtol=1e-5)
+    body = body_and_head(tiny_llama.model)[0]
+    assert compiled(body, True) is compiled(body, True) is not body   # compiled once, shared
+    texts = [r.text for r in reqs[:3]]
+    np.testing.assert_allclose(comp.next_token_logprobs(texts, [1, 2, 3])[0],
+                               plain.next_token_logprobs(texts, [1, 2, 3])[0], rtol=1e-5, atol=1e-6)

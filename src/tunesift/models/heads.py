@@ -3,14 +3,32 @@ costliest layer per position of a small model) runs only where a score or a loss
 from __future__ import annotations
 
 import logging
+import weakref
 
 log = logging.getLogger("tunesift")
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def body_and_head(model):
     """(decoder body, LM head, final logit soft-cap or None), under a PEFT wrapper if there is one."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     return inner.base_model, inner.get_output_embeddings(), getattr(inner.config, "final_logit_softcapping", None)
+
+
+def compiled(module, mode: bool | str):
+    """``torch.compile(module, dynamic=True)``, once per module and mode (engines of one model share it).
+
+    Dynamic shapes from the first call: length-sorted batches are nearly all new (batch, length)
+    shapes, and a static compile would recompile for each.  ``mode`` True is inductor's default;
+    a string is passed as ``mode`` (e.g. "max-autotune-no-cudagraphs")."""
+    import torch
+    if not mode:
+        return module
+    key = "default" if mode is True else str(mode)
+    per_module = _COMPILED.setdefault(module, {})
+    if key not in per_module:
+        per_module[key] = torch.compile(module, dynamic=True, mode=None if mode is True else mode)
+    return per_module[key]
 
 
 def head_logits(head, h, cap):

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.errors import TunesiftError
-from ..models.heads import HeadNLL, body_and_head, head_logits, head_reproduces_logits
+from ..models.heads import HeadNLL, body_and_head, compiled, head_logits, head_reproduces_logits
 from ..models.inplace import inplace_mlps
 from ..models.loading import LoadedLM, cache_root
 from ..models.templates import Rendered
@@ -168,7 +168,8 @@ class LikelihoodEngine:
     def __init__(self, lm: LoadedLM, max_length: int = 1024, batch_tokens: int = 16384, max_batch_size: int | None = None,
                  cache_dir: str | None = None, use_cache: bool = True, progress: bool = True,
                  flush_every: int = 256, flush_seconds: float = 30.0, head_chunk: int = 1024,
-                 max_padding: float = 0.1, share_prefix: bool | None = None, min_shared_prefix: int = 4):
+                 max_padding: float = 0.1, share_prefix: bool | None = None, min_shared_prefix: int = 4,
+                 compile_body: bool | str = False):
         if max_length < 2:
             raise TunesiftError("max_length must be at least 2")
         self.lm = lm
@@ -186,6 +187,11 @@ class LikelihoodEngine:
         self._nexttok_cache: ShardCache | None = None
         self.progress = progress
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
+        # torch.compile of the decoder body (plain passes; the cached-KV prefix path stays eager).
+        # Off by default: on the 2-core CPU it gained nothing (522 vs 539 tokens/s after a 3-minute
+        # compile); on a GPU it fuses the small model's elementwise kernels, which launch-bound
+        # 135M batches may need (see docs/benchmarks.md for what has been measured).
+        self.compile_body = compile_body
         self._head_nll = HeadNLL(head_chunk)   # rows per block of the tiled head
         self.cache = None
         if use_cache:
@@ -275,7 +281,7 @@ class LikelihoodEngine:
         bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, dynamic_ncols=True, leave=False)
         t_start, tokens_done = time.perf_counter(), 0
         try:
-            with torch.inference_mode(), _attention_backends(self.lm), inplace_mlps(self.lm.model):
+            with torch.inference_mode(), _attention_backends(self.lm), self._mlp_patch():
                 for b in batches:
                     sums = self._forward([prep[i] for i in b])
                     for i, v in zip(b, sums):
@@ -348,7 +354,7 @@ class LikelihoodEngine:
         cand_t = torch.from_numpy(cand).to(dev)
         t0 = time.perf_counter()
         try:
-            with torch.inference_mode(), _attention_backends(self.lm), inplace_mlps(self.lm.model):
+            with torch.inference_mode(), _attention_backends(self.lm), self._mlp_patch():
                 for b in self._batches(prep, todo):
                     B, L = len(b), max(len(prep[i].ids) for i in b)
                     ids = torch.full((B, L), self.pad_id, dtype=torch.long)
@@ -362,7 +368,8 @@ class LikelihoodEngine:
                     last = torch.tensor([len(prep[i].ids) - 1 for i in b], device=dev)
                     rows = torch.arange(B, device=dev)
                     if fast:   # right padding: a row's last real token is unaffected by the pads after it
-                        logits = head_logits(head, body(input_ids=ids, use_cache=False)[0][rows, last], cap)
+                        h = compiled(body, self.compile_body)(input_ids=ids, attention_mask=None, use_cache=False)[0]
+                        logits = head_logits(head, h[rows, last], cap)
                     else:
                         logits = model(input_ids=ids, use_cache=False).logits[rows, last].float()
                     lp = torch.log_softmax(logits, -1)[:, cand_t].double().cpu().numpy()
@@ -425,6 +432,11 @@ class LikelihoodEngine:
         sums = torch.zeros(B, dtype=torch.float64, device=dev).index_add_(0, rows, nll.double())
         return sums.cpu().tolist()
 
+    def _mlp_patch(self):
+        import contextlib
+        # a compiled body fuses the MLP itself; patching under it would only change what it traces
+        return contextlib.nullcontext() if self.compile_body else inplace_mlps(self.lm.model)
+
     @staticmethod
     def _cache_kw(body) -> str:
         import inspect
@@ -452,7 +464,7 @@ class LikelihoodEngine:
             cache.batch_repeat_interleave(ids.shape[0])
             h = body(input_ids=ids[:, P:], attention_mask=att, use_cache=True, **{self._cache_kw(body): cache})[0]
         else:
-            h = body(input_ids=ids, attention_mask=att, use_cache=False)[0]
+            h = compiled(body, self.compile_body)(input_ids=ids, attention_mask=att, use_cache=False)[0]
         return self._head_nll(head, h[rows, cols - 1 - P], targets, cap)
 
     def _check_fast_path(self, ids, att) -> bool:
