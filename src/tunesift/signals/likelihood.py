@@ -159,6 +159,14 @@ def _attention_backends(lm: LoadedLM):
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
+def _to_device(a: np.ndarray, dev):
+    """A host array on ``dev``; to a GPU from pinned memory without blocking, so that queuing a batch
+    does not wait for the batches already running (a pageable copy would)."""
+    import torch
+    t = torch.from_numpy(a)
+    return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t
+
+
 class LikelihoodEngine:
     """Batched, cached conditional-NLL scorer over one causal LM.
 
@@ -280,27 +288,39 @@ class LikelihoodEngine:
         last_flush = time.perf_counter()
         bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, dynamic_ncols=True, leave=False)
         t_start, tokens_done = time.perf_counter(), 0
+
+        def finish(b, sums) -> None:
+            nonlocal tokens_done, last_flush
+            for i, v in zip(b, sums.cpu().tolist()):
+                sum_nll[i] = v
+                if self.cache is not None and keys[i] is not None:
+                    self.cache.put(keys[i], (float(v), int(len(prep[i].pos))))
+            ntok = sum(len(prep[i].ids) for i in b)
+            tokens_done += ntok
+            self.stats.tokens += ntok
+            self.stats.padded_tokens += len(b) * max(len(prep[i].ids) for i in b)
+            self.stats.computed += len(b)
+            self.stats.target_tokens += sum(len(prep[i].pos) for i in b)
+            self.stats.batches += 1
+            bar.update(len(b))
+            bar.set_postfix(tok_s=f"{tokens_done / max(time.perf_counter() - t_start, 1e-9):,.0f}", refresh=False)
+            if self.cache is not None and (self.cache.pending >= self.flush_every
+                                           or time.perf_counter() - last_flush > self.flush_seconds):
+                self.cache.flush()
+                last_flush = time.perf_counter()
+
         try:
             with torch.inference_mode(), _attention_backends(self.lm), self._mlp_patch():
+                # Results are read one batch late: on a GPU, reading them waits for the device, so
+                # the next batch is queued first and the host's work overlaps the device's.
+                pending = None
                 for b in batches:
                     sums = self._forward([prep[i] for i in b])
-                    for i, v in zip(b, sums):
-                        sum_nll[i] = v
-                        if self.cache is not None and keys[i] is not None:
-                            self.cache.put(keys[i], (float(v), int(len(prep[i].pos))))
-                    ntok = sum(len(prep[i].ids) for i in b)
-                    tokens_done += ntok
-                    self.stats.tokens += ntok
-                    self.stats.padded_tokens += len(b) * max(len(prep[i].ids) for i in b)
-                    self.stats.computed += len(b)
-                    self.stats.target_tokens += sum(len(prep[i].pos) for i in b)
-                    self.stats.batches += 1
-                    bar.update(len(b))
-                    bar.set_postfix(tok_s=f"{tokens_done / max(time.perf_counter() - t_start, 1e-9):,.0f}", refresh=False)
-                    if self.cache is not None and (self.cache.pending >= self.flush_every
-                                                   or time.perf_counter() - last_flush > self.flush_seconds):
-                        self.cache.flush()
-                        last_flush = time.perf_counter()
+                    if pending is not None:
+                        finish(*pending)
+                    pending = (b, sums)
+                if pending is not None:
+                    finish(*pending)
         finally:
             bar.close()
             self._head_nll.release()   # one cache-sized tile; results may outlive the run
@@ -388,25 +408,24 @@ class LikelihoodEngine:
         return out, trunc
 
     # ------------------------------------------------------------ model
-    def _forward(self, items: list[_Prepared]) -> list[float]:
+    def _forward(self, items: list[_Prepared]):
+        """Per-row NLL sums of one batch: a float64 tensor on the model's device, not yet read."""
         import torch
         import torch.nn.functional as F
 
         model = self.lm.model
         dev = next(model.parameters()).device
         B, L = len(items), max(len(p.ids) for p in items)
-        ids = torch.full((B, L), self.pad_id, dtype=torch.long)
-        att = torch.zeros((B, L), dtype=torch.long)
+        ids = np.full((B, L), self.pad_id, dtype=np.int64)
         for r, p in enumerate(items):
-            ids[r, :len(p.ids)] = torch.from_numpy(p.ids)
-            att[r, :len(p.ids)] = 1
-        rows = torch.from_numpy(np.concatenate([np.full(len(p.pos), r) for r, p in enumerate(items)]))
-        cols = torch.from_numpy(np.concatenate([p.pos for p in items]))
-        ids, att, rows, cols = ids.to(dev), att.to(dev), rows.to(dev), cols.to(dev)
+            ids[r, :len(p.ids)] = p.ids
+        rows = np.repeat(np.arange(B), [len(p.pos) for p in items])
+        cols = np.concatenate([p.pos for p in items]).astype(np.int64)
+        ids, rows, cols = (_to_device(x, dev) for x in (ids, rows, cols))
         targets = ids[rows, cols]
-        if self._fast_path is None:
+        if self._fast_path is None:   # the first row is the batch's longest: no padding in it
             n0 = min(len(items[0].ids), 64)
-            self._fast_path = self._check_fast_path(ids[:1, :n0], att[:1, :n0])
+            self._fast_path = self._check_fast_path(ids[:1, :n0], torch.ones_like(ids[:1, :n0]))
         # Right padding never reaches a real token under a causal mask (pads come after it), and
         # every scored position is a real token: so no attention mask at all.  This keeps attention
         # eligible for its fused causal kernels (flash) and spends nothing on building masks.  (On an
@@ -429,8 +448,7 @@ class LikelihoodEngine:
                 if not self._prefix_ok:
                     log.info("shared-prefix reuse disagrees with a plain forward for %s; disabled", self.lm.name)
             nll = self._fast_nll(ids, att, rows, cols, targets, P if self._prefix_ok else 0)
-        sums = torch.zeros(B, dtype=torch.float64, device=dev).index_add_(0, rows, nll.double())
-        return sums.cpu().tolist()
+        return torch.zeros(B, dtype=torch.float64, device=dev).index_add_(0, rows, nll.double())
 
     def _mlp_patch(self):
         import contextlib
