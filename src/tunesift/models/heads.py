@@ -79,7 +79,7 @@ class HeadNLL:
         tiled = (type(head) is torch.nn.Linear and head.bias is None and cap is None and h.device.type == "cpu"
                  and w.dtype == torch.float32 and h.dtype == torch.float32 and not torch.is_grad_enabled())
         if not tiled:
-            chunk = max(self.chunk, 4096)
+            chunk = max(self.chunk, 4096)   # the CPU's cache-sized blocks would only add launches on a GPU
             out = [F.cross_entropy(head_logits(head, h[k:k + chunk], cap), targets[k:k + chunk], reduction="none")
                    for k in range(0, len(h), chunk)]
             return torch.cat(out) if len(out) != 1 else out[0]
