@@ -1,5 +1,7 @@
 #!/bin/bash
-# The GPU checks of issue 2 in one run (on a lent H100/H200; see docs/benchmarks.md), ~6-8 minutes.
+# The GPU checks of issue 2 in one run (on a lent H100/H200; see docs/benchmarks.md).  Not yet timed on a
+# device; each of its five runs is capped at 240 s and writes its own files to $OUT, most important first,
+# so a call cut off at its time limit still returns the runs that finished.
 # Needs .gpu/tok (the default model's tokenizer files) and .gpu/alpagasus_random_9k.json beside the tree:
 #   mkdir -p .gpu/tok && cp ~/.cache/tunesift/models/*/tok* .gpu/tok/ && cp ../shared/data/train/alpaca/alpagasus_random_9k.json .gpu/
 # Runs: each model eager and with the body compiled (the compile falls in the untimed warm-up), and the

@@ -376,11 +376,8 @@ class LikelihoodEngine:
         try:
             with torch.inference_mode(), _attention_backends(self.lm), self._mlp_patch():
                 for b in self._batches(prep, todo):
-                    B, L = len(b), max(len(prep[i].ids) for i in b)
-                    ids = torch.full((B, L), self.pad_id, dtype=torch.long)
-                    for r, i in enumerate(b):
-                        ids[r, :len(prep[i].ids)] = torch.from_numpy(prep[i].ids)
-                    ids = ids.to(dev)
+                    ids = _to_device(self._padded([prep[i] for i in b]), dev)
+                    B, L = ids.shape
                     if self._fast_path is None:
                         n0 = min(len(prep[b[0]].ids), 64)
                         self._fast_path = self._check_fast_path(ids[:1, :n0], None)
@@ -415,10 +412,8 @@ class LikelihoodEngine:
 
         model = self.lm.model
         dev = next(model.parameters()).device
-        B, L = len(items), max(len(p.ids) for p in items)
-        ids = np.full((B, L), self.pad_id, dtype=np.int64)
-        for r, p in enumerate(items):
-            ids[r, :len(p.ids)] = p.ids
+        B = len(items)
+        ids = self._padded(items)
         rows = np.repeat(np.arange(B), [len(p.pos) for p in items])
         cols = np.concatenate([p.pos for p in items]).astype(np.int64)
         ids, rows, cols = (_to_device(x, dev) for x in (ids, rows, cols))
@@ -449,6 +444,13 @@ class LikelihoodEngine:
                     log.info("shared-prefix reuse disagrees with a plain forward for %s; disabled", self.lm.name)
             nll = self._fast_nll(ids, att, rows, cols, targets, P if self._prefix_ok else 0)
         return torch.zeros(B, dtype=torch.float64, device=dev).index_add_(0, rows, nll.double())
+
+    def _padded(self, items: list[_Prepared]) -> np.ndarray:
+        """Right-padded [rows, longest] token ids of a batch."""
+        ids = np.full((len(items), max(len(p.ids) for p in items)), self.pad_id, dtype=np.int64)
+        for r, p in enumerate(items):
+            ids[r, :len(p.ids)] = p.ids
+        return ids
 
     def _mlp_patch(self):
         import contextlib
