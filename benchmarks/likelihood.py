@@ -141,10 +141,10 @@ def main() -> None:
     eng_rate = len(ds) / eng_s
     print(f"engine:    {len(ds)} examples in {eng_s:.1f}s = {eng_rate:,.1f} examples/s "
           f"({stats['tokens']:,} tokens, padding {1 - stats['tokens'] / max(stats['padded_tokens'], 1):.1%}, "
-          f"{stats['batches']} batches, tokenisation {stats['prepare_seconds']:.2f}s, shared-prefix reuse {next(iter(res.context.engines.values()))._prefix_ok})")
+          f"{stats['batches']} batches, tokenisation {stats['prepare_seconds']:.2f}s of which {stats['prepare_wait_seconds']:.2f}s not overlapped, shared-prefix reuse {next(iter(res.context.engines.values()))._prefix_ok})")
     figures = {"examples": len(ds), "engine_examples_per_s": eng_rate, "device": args.device, "dtype": args.dtype,
                "model": lm.name, "parameters": params, "compile": args.compile, "batch_tokens": args.batch_tokens,
-               "prepare_seconds": stats["prepare_seconds"]}
+               "prepare_seconds": stats["prepare_seconds"], "prepare_wait_seconds": stats["prepare_wait_seconds"]}
     if args.device.startswith("cuda"):
         # forward matmul FLOPs: 2 per body parameter per token fed, the head only at scored positions
         emb = lm.model.get_input_embeddings().weight.numel()

@@ -331,3 +331,47 @@ def test_compiled_body_gives_the_same_scores(tiny_llama, alpaca_file):
     texts = [r.text for r in reqs[:3]]
     np.testing.assert_allclose(comp.next_token_logprobs(texts, [1, 2, 3])[0],
                                plain.next_token_logprobs(texts, [1, 2, 3])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_slices_tokenised_ahead_give_the_same_scores_cache_and_flags(tiny_llama, tmp_path, monkeypatch):
+    import threading
+    reqs = [Rendered(f"Item {i}: " + "word " * (i % 9), ((0, 6 + (i % 9) * 5),)) for i in range(50)]
+    reqs.append(Rendered("no target here", ()))                  # nothing to score, in a later slice
+    caps = [3 if i % 5 == 0 else None for i in range(len(reqs))]
+    one = LikelihoodEngine(tiny_llama, max_length=24, use_cache=False, progress=False)
+    whole = one.nll(reqs, caps)
+
+    eng = LikelihoodEngine(tiny_llama, max_length=24, cache_dir=tmp_path, progress=False, prepare_chunk=4)
+    threads, real = [], eng.prepare
+    monkeypatch.setattr(eng, "prepare", lambda r, c=None: threads.append(threading.current_thread().name) or real(r, c))
+    res = eng.nll(reqs, caps)
+    assert threads[0] == threading.current_thread().name   # the first slice: nothing to overlap with yet
+    assert len(threads) == 4 and all(t.startswith("tunesift-tokenize") for t in threads[1:])   # 4, 8, 16, 23
+    np.testing.assert_allclose(res.sum_nll, whole.sum_nll, rtol=1e-6)
+    for f in ("n_tokens", "n_target", "truncated"):
+        np.testing.assert_array_equal(getattr(res, f), getattr(whole, f))
+    assert res.truncated.any() and res.n_tokens[-1] == 0 and np.isnan(res.mean_nll[-1])
+    # identical token sequences (after caps and truncation) in a later slice come from the cache
+    assert eng.stats.requests == len(reqs) and eng.stats.computed + eng.stats.cached == len(reqs) - 1
+    assert 0 < eng.stats.prepare_wait_seconds and 0 < eng.stats.prepare_seconds
+    # underfull batches that later slices could fill wait for them: no more batches than in one pass
+    assert eng.stats.batches <= one.stats.batches, (eng.stats.batches, one.stats.batches)
+    again = LikelihoodEngine(tiny_llama, max_length=24, cache_dir=tmp_path, progress=False, prepare_chunk=4)
+    again.nll(reqs, caps)
+    assert again.stats.computed == 0 and again.stats.cached == len(reqs) - 1
+
+
+def test_a_failure_while_tokenising_ahead_reaches_the_caller(tiny_llama, monkeypatch):
+    reqs = [Rendered(f"Item {i}: words", ((0, 6),)) for i in range(10)]
+    eng = LikelihoodEngine(tiny_llama, max_length=24, use_cache=False, progress=False, prepare_chunk=4)
+    real = eng.prepare
+
+    def failing(r, c=None):
+        if any(x.text.startswith("Item 9") for x in r):
+            raise ValueError("bad rendering")
+        return real(r, c)
+    monkeypatch.setattr(eng, "prepare", failing)
+    with pytest.raises(ValueError, match="bad rendering"):
+        eng.nll(reqs)
+    import threading
+    assert not [t for t in threading.enumerate() if t.name.startswith("tunesift-tokenize")]   # none left behind

@@ -83,7 +83,7 @@ def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: st
     """Score every example of ``data`` with ``method``; optionally write the table as Parquet.
 
     ``engine_options``: extra ``LikelihoodEngine`` parameters (``max_batch_size``, ``max_padding``,
-    ``share_prefix``, ``head_chunk``, ``compile_body``) for tuning on unusual hardware."""
+    ``share_prefix``, ``head_chunk``, ``compile_body``, ``prepare_chunk``) for tuning on unusual hardware."""
     t0 = time.perf_counter()
     ds = _dataset(data, format, on_error, limit)
     t_read = time.perf_counter() - t0

@@ -236,7 +236,8 @@ def _summary(res, paths: dict) -> None:
         rate = st["computed"] / st["seconds"] if st["seconds"] else 0
         lines.append(f"engine(max_length={ml}): {st['requests']:,} passes, {st['cached']:,} from cache, "
                      f"{st['computed']:,} computed in {st['batches']:,} batches, {st['seconds']:.1f}s ({rate:,.1f}/s; "
-                     f"tokenisation {st.get('prepare_seconds', 0):.1f}s), "
+                     f"tokenisation {st.get('prepare_seconds', 0):.1f}s, {st.get('prepare_wait_seconds', 0):.1f}s of it not "
+                     f"overlapped), "
                      f"padding {1 - st['tokens'] / max(st['padded_tokens'], 1):.1%}")
     if res.context.lm is not None:
         lines.append(f"model: {res.context.lm.name} ({res.context.lm.device}, {res.context.lm.dtype})")
