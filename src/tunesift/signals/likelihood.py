@@ -241,7 +241,7 @@ class LikelihoodEngine:
         ratios: list[float] = []  # tokens per character of the texts prepared so far
         try:
             for idx, part, chars_left in self._prepared_slices(requests, max_target_tokens):
-                waiting = len(pool)
+                held = len(pool)
                 for i, p in zip(idx.tolist(), part):
                     prep[i] = p
                     result.n_tokens[i], result.n_target[i], result.truncated[i] = len(p.pos), p.n_target, p.truncated
@@ -258,7 +258,7 @@ class LikelihoodEngine:
                             continue
                     pool.append(i)
                 self.stats.requests += len(part)
-                bar.update(len(part) - (len(pool) - waiting))   # nothing to score, or cached
+                bar.update(len(part) - (len(pool) - held))   # nothing to score, or cached
                 batches = self._batches(prep, pool)
                 if chars_left:
                     # Texts still to come are shorter (in characters) than these: an underfull batch
@@ -278,8 +278,10 @@ class LikelihoodEngine:
         return result
 
     def _fillable(self, prep, b: list[int], longest_left: int) -> bool:
+        """Under half full, and rows of up to ``longest_left`` tokens would still fit its padding bound."""
         L = len(prep[b[0]].ids)   # batches are longest first
-        return len(b) * L < self.batch_tokens // 2 and (1 - self.max_padding) * L <= longest_left
+        return (len(b) * L < self.batch_tokens // 2 and len(b) < self.max_batch_size // 2
+                and (1 - self.max_padding) * L <= longest_left)
 
     def _prepared_slices(self, requests: Sequence[Rendered], caps: Sequence[int | None] | None):
         """(request indices, their prepared renderings, the longest text still to come in characters)
