@@ -1,9 +1,11 @@
 """How much of the engine's host work (tokenisation, target location) overlaps a busy device.
 
 A GPU runs a batch while the host prepares the next; this script measures the host side on a machine
-without one.  The model's forward pass is replaced by a wait proportional to the batch's tokens (plus
-a fixed per-batch cost, standing for kernel launches), so it measures only what the engine does
-around the model: it is not a speed figure for any model.  It runs the real tokenizer on real data,
+without one.  The model's forward pass is replaced by a stand-in device: tiny torch ops, one per
+kernel a model would launch (each eager op drops and retakes the GIL, so the tokenising thread
+contends with them as with a real launch loop), then a wait with the GIL released, proportional to
+the batch's tokens plus a fixed cost per batch.  It measures only what the engine does around the
+model: it is not a speed figure for any model.  It runs the real tokenizer on real data,
 once with every rendering tokenised before the first batch (``prepare_chunk`` larger than the pass)
 and once sliced (the default), alternating so that the machine's drift falls on both.
 
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="examples (default: all)")
     ap.add_argument("--tokens-per-s", type=float, default=200_000, help="the stand-in device's speed")
     ap.add_argument("--batch-seconds", type=float, default=0.01, help="its fixed cost per batch")
+    ap.add_argument("--ops-per-batch", type=int, default=900, help="ops queued per batch (135M: ~900 kernels)")
     ap.add_argument("--batch-tokens", type=int, default=131072)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
@@ -48,7 +51,13 @@ def main() -> None:
                                progress=False, prepare_chunk=chunk, share_prefix=False)
         busy = [0.0]
 
-        def device(items):   # the wait releases the GIL, as a thread blocked on a GPU does
+        a = torch.zeros(8)
+
+        def device(items):
+            # queue the batch: one tiny op per kernel a model launches (each takes and drops the GIL,
+            # as eager PyTorch ops do), then wait for the device with the GIL released
+            for _ in range(args.ops_per_batch):
+                torch.add(a, 1.0)
             d = args.batch_seconds + sum(len(p.ids) for p in items) / args.tokens_per_s
             busy[0] += d
             time.sleep(d)
