@@ -1,11 +1,12 @@
 #!/bin/bash
 # The GPU checks of issue 2 in one run (on a lent H100/H200; see docs/benchmarks.md).  Not yet timed on a
-# device; each of its five runs is capped at 240 s and writes its own files to $OUT, most important first,
+# device; each of its six runs is capped at 240 s and writes its own files to $OUT, most important first,
 # so a call cut off at its time limit still returns the runs that finished.
 # Needs .gpu/tok (the default model's tokenizer files) and .gpu/alpagasus_random_9k.json beside the tree:
 #   mkdir -p .gpu/tok && cp ~/.cache/tunesift/models/*/tok* .gpu/tok/ && cp ../shared/data/train/alpaca/alpagasus_random_9k.json .gpu/
-# Runs: each model eager and with the body compiled (the compile falls in the untimed warm-up), and the
-# 1.7B model with a doubled token budget.  RUN_DIVERSITY=1 adds the k-center benchmark (issue 5).
+# Runs: each model eager; 135M with each pass tokenised whole before its first batch (the old way: an
+# A/B of the sliced tokenisation that overlaps the device); each model with the body compiled (the
+# compile falls in the untimed warm-up); the 1.7B model with a doubled token budget.  RUN_DIVERSITY=1 adds the k-center benchmark (issue 5).
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 OUT=${OUT:-out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -18,6 +19,7 @@ run() {   # name, then benchmark arguments
 }
 run lik_135m_eager --random-init smollm2-135m --n 9229 --batch-tokens 131072 --reference-seconds 8
 run lik_1.7b_eager --random-init llama-1.7b --n 4000 --batch-tokens 65536 --reference-seconds 8
+run lik_135m_unsliced --random-init smollm2-135m --n 9229 --batch-tokens 131072 --reference-seconds 0 --prepare-chunk 1000000000
 run lik_135m_compiled --random-init smollm2-135m --n 9229 --batch-tokens 131072 --reference-seconds 0 --compile on
 run lik_1.7b_compiled --random-init llama-1.7b --n 4000 --batch-tokens 65536 --reference-seconds 0 --compile on
 run lik_1.7b_eager_131k --random-init llama-1.7b --n 4000 --batch-tokens 131072 --reference-seconds 0

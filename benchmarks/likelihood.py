@@ -92,6 +92,9 @@ def main() -> None:
     ap.add_argument("--compile", default="off",
                     help="torch.compile the decoder body: off, on (inductor default) or an inductor mode "
                          "(e.g. max-autotune-no-cudagraphs); compile time falls in --warmup")
+    ap.add_argument("--prepare-chunk", type=int, default=1024,
+                    help="renderings in the engine's first tokenisation slice (later ones overlap scoring); "
+                         "a number above the pass's size tokenises it whole before the first batch")
     ap.add_argument("--engine-runs", type=int, choices=[1, 2], default=2,
                     help="2: time the engine again after the reference loop and compare the loop with the mean "
                          "of the two, so a machine that speeds up or slows down during the run (shared CPUs "
@@ -124,7 +127,7 @@ def main() -> None:
           f"{len(ds)} examples from {args.data}; torch threads {torch.get_num_threads()}")
 
     opts = dict(lm=lm, use_cache=False, progress=False, batch_tokens=args.batch_tokens, max_length=args.max_length,
-                engine_options={"share_prefix": args.share_prefix == "on",
+                engine_options={"share_prefix": args.share_prefix == "on", "prepare_chunk": args.prepare_chunk,
                                 "compile_body": {"off": False, "on": True}.get(args.compile, args.compile)})
     if args.warmup:
         tunesift.score(ds.subset(list(range(min(args.warmup, len(ds))))), "ifd", **opts)
@@ -144,6 +147,7 @@ def main() -> None:
           f"{stats['batches']} batches, tokenisation {stats['prepare_seconds']:.2f}s of which {stats['prepare_wait_seconds']:.2f}s not overlapped, shared-prefix reuse {next(iter(res.context.engines.values()))._prefix_ok})")
     figures = {"examples": len(ds), "engine_examples_per_s": eng_rate, "device": args.device, "dtype": args.dtype,
                "model": lm.name, "parameters": params, "compile": args.compile, "batch_tokens": args.batch_tokens,
+               "prepare_chunk": args.prepare_chunk,
                "prepare_seconds": stats["prepare_seconds"], "prepare_wait_seconds": stats["prepare_wait_seconds"]}
     if args.device.startswith("cuda"):
         # forward matmul FLOPs: 2 per body parameter per token fed, the head only at scored positions
