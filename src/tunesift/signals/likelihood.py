@@ -241,13 +241,14 @@ class LikelihoodEngine:
         ratios: list[float] = []  # tokens per character of the texts prepared so far
         try:
             for idx, part, chars_left in self._prepared_slices(requests, max_target_tokens):
-                held = len(pool)
+                skipped = 0   # nothing to score, or cached
                 for i, p in zip(idx.tolist(), part):
                     prep[i] = p
                     result.n_tokens[i], result.n_target[i], result.truncated[i] = len(p.pos), p.n_target, p.truncated
                     if len(requests[i].text) >= 32:
                         ratios.append(len(p.ids) / len(requests[i].text))
                     if len(p.pos) == 0:
+                        skipped += 1
                         continue
                     if self.cache is not None:
                         keys[i] = ShardCache.key(p.ids.astype(np.int64).tobytes(), p.pos.astype(np.int64).tobytes())
@@ -255,10 +256,11 @@ class LikelihoodEngine:
                         if hit is not None:
                             result.sum_nll[i] = hit[0]
                             self.stats.cached += 1
+                            skipped += 1
                             continue
                     pool.append(i)
                 self.stats.requests += len(part)
-                bar.update(len(part) - (len(pool) - held))   # nothing to score, or cached
+                bar.update(skipped)
                 batches = self._batches(prep, pool)
                 if chars_left:
                     # Texts still to come are shorter (in characters) than these: an underfull batch
