@@ -304,7 +304,7 @@ class LikelihoodEngine:
             p = self.prepare([requests[i] for i in idx], None if caps is None else [caps[i] for i in idx])
             return p, time.perf_counter() - t
 
-        pool = ThreadPoolExecutor(1, thread_name_prefix="tunesift-tokenize") if len(bounds) > 1 else None
+        worker = ThreadPoolExecutor(1, thread_name_prefix="tunesift-tokenize") if len(bounds) > 1 else None
         try:
             nxt = None
             for k, idx in enumerate(bounds):
@@ -312,11 +312,11 @@ class LikelihoodEngine:
                 p, secs = prepare(idx) if nxt is None else nxt.result()
                 self.stats.prepare_wait_seconds += time.perf_counter() - t
                 self.stats.prepare_seconds += secs
-                nxt = pool.submit(prepare, bounds[k + 1]) if k + 1 < len(bounds) else None
+                nxt = worker.submit(prepare, bounds[k + 1]) if k + 1 < len(bounds) else None
                 yield idx, p, int(chars[bounds[k + 1][0]]) if nxt is not None else 0
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)   # at most one slice still tokenising
+            if worker is not None:
+                worker.shutdown(wait=True, cancel_futures=True)   # at most one slice still tokenising
 
     def _batches(self, prep: list[_Prepared], todo: list[int]) -> list[list[int]]:
         """Longest first, packed up to ``batch_tokens`` padded tokens; a batch also closes when the
