@@ -65,3 +65,16 @@ def test_unknown_method_and_param(alpaca_file, tmp_path):
     assert r.exit_code == 2 and "unknown method" in r.output
     r = runner.invoke(app, ["select", str(alpaca_file), "-m", "ifd", "-p", "colour=red", "-o", str(tmp_path / "o.json")])
     assert r.exit_code == 2 and "unknown parameter" in r.output
+
+
+def test_a_param_that_is_also_a_run_option(tiny_model_dir, alpaca_file, tmp_path):
+    base = ["score", str(alpaca_file), "-m", "perplexity", "-p", "template=alpaca", "--model", str(tiny_model_dir),
+            "--cache-dir", str(tmp_path / "c"), "-q"]
+    r = runner.invoke(app, base + ["-p", "max_length=12", "-o", str(tmp_path / "a.parquet")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, base + ["--max-length", "12", "-o", str(tmp_path / "b.parquet")])
+    assert r.exit_code == 0, r.output
+    a, b = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
+    assert a["truncated"].any() and a.equals(b)          # -p max_length means --max-length
+    r = runner.invoke(app, base + ["--max-length", "16", "-p", "max_length=12", "-o", str(tmp_path / "c.parquet")])
+    assert r.exit_code == 2 and "run option --max-length" in r.output

@@ -179,3 +179,35 @@ def test_serve_real_model_and_recycle_through_it(default_lm, shared_data, tmp_pa
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_learning_percentage_on_real_model_cli_and_formula(default_lm, shared_data, tmp_path):
+    """Learning percentage from the CLI on the real default model (a real one-epoch fine-tune); the
+    perplexities before and after the epoch recomputed by the authors' rule on a retrained copy."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    from tunesift.data import read_dataset
+    from tunesift.train import TrainConfig, finetune
+
+    from .test_learning_percentage import authors_ppl
+    src = shared_data / "train/alpaca/alpagasus_random_9k.json"
+    out = tmp_path / "sel.json"
+    r = CliRunner().invoke(app, ["select", str(src), "-m", "learning-percentage", "-b", "25%", "--limit", "8",
+                                 "--max-length", "256", "-p", "variant=lp_approx", "-o", str(out), "-q",
+                                 "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    t = pd.read_parquet(tmp_path / "sel.scores.parquet")
+    assert t["selected"].sum() == 2 and len(json.loads(out.read_text())) == 2
+    ds = read_dataset(src, limit=8)
+    recs = [{"input": "", **e.raw} for e in ds.examples[:3]]
+    got: list[list[float]] = []
+    finetune(default_lm, ds, TrainConfig(method="full", template="alpaca", epochs=1.0, batch_size=32, max_length=256,
+                                         lr_schedule="cosine", warmup_ratio=0.03), progress=False,
+             on_epoch=lambda ep, lm: got.append([authors_ppl(lm.model, lm.tokenizer, rec) for rec in recs]))
+    P = np.array(got)
+    np.testing.assert_allclose(t.loc[:2, "ppl_0"], P[0], rtol=1e-4)
+    np.testing.assert_allclose(t.loc[:2, "ppl_1"], P[1], rtol=1e-4)
+    assert (P[1] < P[0]).all()                               # the epoch taught the model its data
+    np.testing.assert_allclose(t.loc[:2, "score"], (P[0] - P[1]) / P[0], rtol=1e-3)

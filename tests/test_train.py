@@ -125,3 +125,33 @@ def test_micro_batches_never_exceed_a_step():
     assert max(len(m) for m in mbs) == 3 and sorted(i for m in mbs for i in m) == list(range(10))
     cfg = TrainConfig(batch_size=16, micro_batch_tokens=20)    # the token budget still binds first
     assert all(len(m) * max(len(items[i][0]) for i in m) <= 20 for m in _micro_batches(items, cfg, np.random.default_rng(0)))
+
+
+def test_on_epoch_sees_each_epoch_and_changes_nothing(tiny_llama, alpaca_file):
+    ds = read_dataset(alpaca_file)
+    cfg = TrainConfig(method="full", template="alpaca", epochs=2.5, batch_size=3, learning_rate=1e-3)
+    seen = []
+
+    def hook(epoch, lm):
+        assert not lm.model.training
+        seen.append((epoch, _nll(lm, ds)))
+
+    with_hook = finetune(tiny_llama, ds, cfg, progress=False, on_epoch=hook)
+    plain = finetune(tiny_llama, ds, cfg, progress=False)
+    assert [e for e, _ in seen] == [0, 1, 2]            # before training, then each whole epoch only
+    assert seen[0][1] == pytest.approx(_nll(tiny_llama, ds), rel=1e-6)
+    assert seen[2][1] < seen[1][1] < seen[0][1]
+    assert [r["loss"] for r in with_hook.log] == [r["loss"] for r in plain.log]
+
+
+def test_cosine_schedule(tiny_llama, alpaca_file):
+    ds = read_dataset(alpaca_file)
+    res = finetune(tiny_llama, ds, TrainConfig(template="alpaca", epochs=4, batch_size=1, learning_rate=1e-3,
+                                               warmup_ratio=0.25, lr_schedule="cosine"), progress=False)
+    lrs = [r["lr"] for r in res.log]
+    total, warm = len(lrs), int(0.25 * len(lrs))
+    assert lrs[:warm] == pytest.approx([1e-3 * (s + 1) / warm for s in range(warm)])
+    assert lrs[warm:] == pytest.approx([1e-3 * 0.5 * (1 + np.cos(np.pi * (s - warm) / (total - warm)))
+                                        for s in range(warm, total)])
+    with pytest.raises(Exception, match="lr_schedule"):
+        TrainConfig(lr_schedule="step").validate()

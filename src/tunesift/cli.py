@@ -60,6 +60,19 @@ def _params(items: Optional[List[str]]) -> dict:
     return out
 
 
+def _merged(common: dict, params: dict) -> dict:
+    """Run options and method parameters as one set of keywords.  A method parameter that is also a
+    run option (``-p max_length=512``) takes the option's place when the option was left unset, so
+    it means what ``--max-length 512`` means; set both ways, it is an error, not a Python traceback."""
+    out = dict(common)
+    for k, v in params.items():
+        if k in out and out[k] is not None and out[k] != v:
+            raise TunesiftError(f"-p {k}={v} is also the run option --{k.replace('_', '-')} (set to {out[k]}); "
+                                f"give it once, as --{k.replace('_', '-')}")
+        out[k] = v
+    return out
+
+
 def _setup(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -173,9 +186,9 @@ def score(data: Path = typer.Argument(..., help="Dataset file."),
     from . import api
 
     def go():
-        res = api.score(data, method, output=output, **_common(model, device, dtype, batch_tokens, max_length, cache_dir,
-                                                                 no_cache, on_error, format, turns, seed, limit, quiet,
-                                                                 trust_remote_code, embedder), **_params(param))
+        res = api.score(data, method, output=output, **_merged(
+            _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format, turns, seed,
+                    limit, quiet, trust_remote_code, embedder), _params(param)))
         _summary(res, {"scores": str(output)})
     _run(go)
 
@@ -207,9 +220,9 @@ def select(data: Path = typer.Argument(..., help="Dataset file."),
     from . import api
 
     def go():
-        res = api.select(data, method, budget, output=output,
-                         **_common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error,
-                                   format, turns, seed, limit, quiet, trust_remote_code, embedder), **_params(param))
+        res = api.select(data, method, budget, output=output, **_merged(
+            _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format, turns, seed,
+                    limit, quiet, trust_remote_code, embedder), _params(param)))
         _summary(res, res.paths)
     _run(go)
 

@@ -34,6 +34,29 @@ def kmeans(X: np.ndarray, k: int, seed: int = 0, iters: int = 50, tol: float = 1
     return labels, C.astype(np.float32)
 
 
+def proportional_quotas(sizes: np.ndarray, budget: int) -> np.ndarray:
+    """``budget`` split across groups in proportion to their ``sizes``: floors, then one more to the
+    largest remainders (ties to the lower group index), each capped at its group's size."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    raw = budget * sizes / max(int(sizes.sum()), 1)
+    quota = np.floor(raw).astype(np.int64)
+    for j in np.argsort(-(raw - quota), kind="stable")[: max(budget - int(quota.sum()), 0)]:
+        quota[j] += 1
+    return np.minimum(quota, sizes)
+
+
+def lowest_per_cluster(labels: np.ndarray, scores: np.ndarray, quota: np.ndarray) -> np.ndarray:
+    """The ``quota[j]`` lowest-scoring members of every cluster ``j`` (ties to the lower index),
+    cluster by cluster, each cluster's picks lowest first.  ``labels`` < 0 marks points outside any."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    order = np.lexsort((np.arange(len(labels)), scores, labels))   # by cluster, then score, then index
+    order = order[labels[order] >= 0]
+    starts = np.searchsorted(labels[order], np.arange(len(quota)), side="left")
+    ends = np.searchsorted(labels[order], np.arange(len(quota)), side="right")
+    parts = [order[a:min(a + int(q), e)] for a, e, q in zip(starts, ends, quota)]
+    return np.concatenate(parts or [np.zeros(0, np.int64)]).astype(np.int64)
+
+
 def cluster_representatives(X: np.ndarray, budget: int, n_clusters: int, seed: int = 0,
                             scores: np.ndarray | None = None, mode: str = "centroid") -> tuple[np.ndarray, np.ndarray]:
     """Split ``budget`` across k-means clusters in proportion to their size (largest remainders), then
@@ -42,12 +65,7 @@ def cluster_representatives(X: np.ndarray, budget: int, n_clusters: int, seed: i
     X = _check(X)
     labels, C = kmeans(X, n_clusters, seed)
     k = C.shape[0]
-    sizes = np.bincount(labels, minlength=k)
-    raw = budget * sizes / sizes.sum()
-    quota = np.floor(raw).astype(int)
-    for j in np.argsort(-(raw - quota), kind="stable")[: budget - quota.sum()]:
-        quota[j] += 1
-    quota = np.minimum(quota, sizes)
+    quota = proportional_quotas(np.bincount(labels, minlength=k), budget)
     picks = []
     for j in range(k):
         members = np.flatnonzero(labels == j)

@@ -30,7 +30,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,6 +57,7 @@ class TrainConfig:
     micro_batch_tokens: int | None = None
     max_length: int = 1024
     warmup_ratio: float = 0.03
+    lr_schedule: str = "linear"       # after warm-up: linear | cosine (HF Trainer's cosine, to 0; the Alpaca recipe's)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     lora_r: int = 16
@@ -71,6 +72,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.method not in ("lora", "full"):
             raise TunesiftError(f"train method must be 'lora' or 'full', not {self.method!r}")
+        if self.lr_schedule not in ("linear", "cosine"):
+            raise TunesiftError(f"lr_schedule must be 'linear' or 'cosine', not {self.lr_schedule!r}")
         if self.template != "auto" and self.template not in TEMPLATES:
             raise TunesiftError(f"unknown template {self.template!r}; choose auto or {', '.join(TEMPLATES)}")
         if self.epochs <= 0 or self.batch_size < 1 or (self.micro_batch_tokens or 16) < 16 or self.max_length < 8:
@@ -179,9 +182,22 @@ def _loss_sum(net, ids, labels, fast: bool):
     return F.cross_entropy(head_logits(head, h[rows, cols], cap), labels[rows, cols + 1], reduction="sum")
 
 
+def _fingerprint(lm: LoadedLM, data: Dataset, cfg: TrainConfig) -> str:
+    # Keyed by what produced it (base model, data, config): a tensor hash of a large model samples a
+    # few tensors only, which a LoRA merge may leave unchanged, and scores must never be shared.
+    fp = hashlib.sha256(json.dumps([lm.fingerprint, data.fingerprint, asdict(cfg)], sort_keys=True).encode())
+    return "sft-" + fp.hexdigest()[:24]
+
+
 def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, output_dir: str | Path | None = None,
-             device: str | None = None, trust_remote_code: bool = False, progress: bool = True) -> TrainResult:
-    """Fine-tune ``model`` (a ``LoadedLM``, a path, a hub id, or None for the default model) on ``data``."""
+             device: str | None = None, trust_remote_code: bool = False, progress: bool = True,
+             on_epoch: Callable[[int, LoadedLM], None] | None = None) -> TrainResult:
+    """Fine-tune ``model`` (a ``LoadedLM``, a path, a hub id, or None for the default model) on ``data``.
+
+    ``on_epoch(epoch, lm)`` is called with epoch 0 before the first step and after each whole epoch
+    (1, 2, ...), with the model as it stands, in eval mode (LoRA adapters active, not merged): methods
+    that measure training dynamics (learning percentage) score it there.  It must not change the
+    model; training resumes after it."""
     import torch
     from tqdm.auto import tqdm
 
@@ -216,6 +232,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     # Steps: each epoch is the examples in micro-batches, grouped into steps of ~batch_size examples.
     epochs_full, frac = int(cfg.epochs), cfg.epochs - int(cfg.epochs)
     plan: list[list[list[int]]] = []
+    epoch_ends: dict[int, int] = {}   # index of an epoch's last step -> that (whole) epoch's number
     for ep in range(math.ceil(cfg.epochs)):
         mbs = _micro_batches(items, cfg, rng)
         if ep == epochs_full and frac > 0:
@@ -229,12 +246,16 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
                 step, n = [], 0
         if step:
             plan.append(step)
+        if ep < epochs_full and plan:
+            epoch_ends[len(plan) - 1] = ep + 1
     total = len(plan)
     warm = int(cfg.warmup_ratio * total)
 
-    def lr_at(s: int) -> float:   # linear warm-up, then linear decay to 0 (the usual SFT schedule)
+    def lr_at(s: int) -> float:   # linear warm-up, then linear (the usual SFT schedule) or cosine decay to 0
         if s < warm:
             return cfg.lr * (s + 1) / warm
+        if cfg.lr_schedule == "cosine":
+            return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
         return cfg.lr * max(0.0, (total - s) / max(1, total - warm))
 
     use_bf16 = cfg.bf16 if cfg.bf16 is not None else (dev.type == "cuda" and torch.cuda.is_bf16_supported())
@@ -242,6 +263,18 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     history: list[dict] = []
     n_tokens = 0
     fast = None
+
+    def at_epoch(epoch: int) -> None:
+        if on_epoch is None:
+            return
+        net.eval()
+        snapshot = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}@epoch{epoch}",
+                            f"{_fingerprint(lm, data, cfg)}-epoch{epoch}", str(dev), "float32")
+        with torch.no_grad():
+            on_epoch(epoch, snapshot)
+        net.train()
+
+    at_epoch(0)
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, dynamic_ncols=True, leave=False)
     try:
         for s, step in enumerate(plan):
@@ -273,6 +306,8 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
                             "tokens": step_tokens, "seconds": time.perf_counter() - t0})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", refresh=False)
+            if s in epoch_ends:
+                at_epoch(epoch_ends[s])
     finally:
         bar.close()
 
@@ -286,10 +321,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         lm.tokenizer.save_pretrained(str(Path(output_dir) / "model"))
     for p in net.parameters():
         p.requires_grad_(False)
-    # Keyed by what produced it (base model, data, config): a tensor hash of a large model samples a
-    # few tensors only, which a LoRA merge may leave unchanged, and scores must never be shared.
-    fp = hashlib.sha256(json.dumps([lm.fingerprint, data.fingerprint, asdict(cfg)], sort_keys=True).encode())
-    trained = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", "sft-" + fp.hexdigest()[:24], str(dev), "float32")
+    trained = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", _fingerprint(lm, data, cfg), str(dev), "float32")
     res = TrainResult(trained, cfg, history, examples=len(data) - sum(v for k, v in skipped.items()
                                                                        if k != "truncated_response_kept"),
                       target_tokens=n_tokens, skipped=skipped, seconds=time.perf_counter() - t0,
