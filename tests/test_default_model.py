@@ -211,3 +211,37 @@ def test_learning_percentage_on_real_model_cli_and_formula(default_lm, shared_da
     np.testing.assert_allclose(t.loc[:2, "ppl_1"], P[1], rtol=1e-4)
     assert (P[1] < P[0]).all()                               # the epoch taught the model its data
     np.testing.assert_allclose(t.loc[:2, "score"], (P[0] - P[1]) / P[0], rtol=1e-3)
+
+
+def test_diverseevol_on_real_model_cli_and_replay(default_lm, shared_data, tmp_path):
+    """DiverseEvol from the CLI on the real default model: one real fine-tune, then the round's
+    k-center picks replayed with the authors' one-at-a-time embeddings and a plain greedy."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    from tunesift.data import read_dataset
+    from tunesift.train import TrainConfig, finetune
+
+    from .test_diverseevol import plain_kcenter
+    from .test_methods import cherry_prompt
+    src = shared_data / "train/alpaca/alpagasus_random_9k.json"
+    out = tmp_path / "sel.json"
+    r = CliRunner().invoke(app, ["select", str(src), "-m", "diverseevol", "-b", "4", "--limit", "10", "--max-length",
+                                 "256", "-p", "rounds=1", "-p", "epochs=1", "-o", str(out), "-q",
+                                 "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    t = pd.read_parquet(tmp_path / "sel.scores.parquet")
+    assert t["selected"].sum() == 4 and len(json.loads(out.read_text())) == 4
+    seeds = sorted(np.flatnonzero(t["round"] == 0))
+    ds = read_dataset(src, limit=10)
+    m = finetune(default_lm, ds.subset(seeds), TrainConfig(method="full", template="alpaca", epochs=1, batch_size=16,
+                                                           max_length=256, lr_schedule="cosine"), progress=False).lm
+    X = []
+    for e in ds.examples:
+        text = cherry_prompt({"input": "", **e.raw}) + e.raw["output"] + m.tokenizer.eos_token
+        ids = torch.tensor([m.tokenizer(text, truncation=True, max_length=256)["input_ids"]])
+        with torch.no_grad():
+            X.append(m.model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0].mean(0).double().numpy())
+    new = plain_kcenter(np.stack(X), seeds, 2)
+    assert sorted(new) == sorted(np.flatnonzero(t["round"] == 1))

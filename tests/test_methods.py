@@ -109,6 +109,8 @@ def test_random_is_seeded(alpaca_file):
 
 # Methods that train or generate inside selection: the same code paths, smaller settings.
 LIGHT = {"mods": lambda tmp: dict(epochs=1, max_new_tokens=8),
+         "learning-percentage": lambda tmp: dict(epochs=2),
+         "diverseevol": lambda tmp: dict(rounds=2, epochs=1),
          "instruction-mining": lambda tmp: dict(rule="file", rule_file=str(_rule(tmp))),
          "recost": lambda tmp: dict(corpus=str(_corpus(tmp)), window=4, n_clusters=2),
          "iterselecttune": lambda tmp: dict(rounds=2, batch=3, n_clusters=2, max_new_tokens=4),

@@ -39,7 +39,7 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
-from ..models.templates import TEMPLATES, Rendered, render_conversation
+from ..models.templates import TEMPLATES, render_conversation, with_eos
 from ..selectors import Budget
 from ..selectors.cluster import kmeans, lowest_per_cluster, proportional_quotas
 from ._passes import resolve_template
@@ -67,17 +67,6 @@ class LearningPercentageConfig:
         choose(self.train_method, ("full", "lora"), "train_method")
         if self.epochs < 1 or (self.n_clusters is not None and self.n_clusters < 1):
             raise TunesiftError("learning-percentage: epochs and n_clusters must be at least 1")
-
-
-def with_eos(r: Rendered, eos: str | None) -> Rendered:
-    """The rendering with the EOS the fine-tune appends after the response, as one more target token
-    (scored tokens = trained tokens).  Chat templates write their own end-of-turn: left as they are."""
-    if not eos or not r.add_special_tokens or not r.spans:
-        return r
-    a, b = r.spans[-1]
-    if b != len(r.text):
-        return r
-    return Rendered(r.text + eos, r.spans[:-1] + ((a, b + len(eos)),), r.add_special_tokens)
 
 
 def embed_text(e) -> str:

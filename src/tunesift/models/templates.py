@@ -149,3 +149,14 @@ def render_responses_direct(ex: Example, tag: str, turns: str = "last") -> list[
     """One direct rendering per target assistant turn."""
     resp = [m["content"] for m in ex.messages if m["role"] == "assistant"]
     return [render_direct(r, tag) for r in (resp if turns == "all" else resp[-1:])]
+
+
+def with_eos(r: Rendered, eos: str | None) -> Rendered:
+    """The rendering with the EOS the fine-tune appends after the response, as one more target token
+    (scored tokens = trained tokens).  Chat templates write their own end-of-turn: left as they are."""
+    if not eos or not r.add_special_tokens or not r.spans:
+        return r
+    a, b = r.spans[-1]
+    if b != len(r.text):
+        return r
+    return Rendered(r.text + eos, r.spans[:-1] + ((a, b + len(eos)),), r.add_special_tokens)

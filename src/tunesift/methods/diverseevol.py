@@ -1,0 +1,128 @@
+"""DiverseEvol: the model picks its own data, round by round, by k-center on its own embeddings.
+
+Wu et al., "Self-Evolved Diverse Data Sampling for Efficient Instruction Tuning", arXiv 2311.08182,
+2023 (github.com/OFA-Sys/DiverseEvol, ``KCenterSampling``).
+
+Round 0 draws a random labelled set and fine-tunes the base model on it.  Each round r = 1..R then
+embeds every example with the previous round's model (mean of the last layer's hidden states over
+all tokens of the Alpaca prompt + response + EOS, max length 512, not normalised), adds the
+``per_round`` unlabelled examples that k-center greedy picks (largest Euclidean distance to the
+nearest labelled one), and fine-tunes the *base* model afresh on the whole labelled set (the code
+reloads it every round).  Training as the code's config: full fine-tuning, 3 epochs, lr 2e-5 with
+cosine decay after 3% warm-up, 16 examples per step, max length 512.
+
+Budget: the final labelled set.  The paper starts with 100 and adds 100 in each of 10 rounds
+(1,100); tunesift splits the budget evenly over round 0 and ``rounds`` rounds (round 0 takes the
+remainder).  Only R fine-tunes are needed to choose the data (the paper's last, on the final set,
+trains the model it evaluates; ``tunesift train`` does that on the selection).
+Scores: each pick's k-center gain (its distance to the nearest labelled example, under that
+round's model); the random round-0 examples have +inf, as k-center's first pick does; ``round``
+says when each was added.
+
+Divergences: the code draws round 0 with an unseeded ``torch.randperm`` (tunesift: the run's seed);
+it forms the dense N x N distance matrix on one GPU and takes sqrt of values that rounding can make
+negative (NaN); tunesift runs its exact lazy k-center with the labelled set as seeds and clamps at 0;
+it embeds one example at a time (tunesift: length-sorted batches, right padding, which causal
+attention leaves exact).  ``whiten_components`` > 0 applies the code's optional whitening (off by
+default in the code and here).  ``train_method="lora"`` trades fidelity for speed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data.errors import TunesiftError
+from ..data.io import Dataset
+from ..models.loading import resolve_device
+from ..models.templates import render_conversation, with_eos
+from ..selectors import Budget
+from ..selectors.kcenter import kcenter_greedy
+from .base import Context, SetMethod, choose, register
+
+log = logging.getLogger("tunesift")
+
+
+@dataclass
+class DiverseEvolConfig:
+    rounds: int = 10                  # k-center rounds after the random round 0
+    train_method: str = "full"        # full (the paper) | lora
+    epochs: float = 3.0
+    learning_rate: float | None = None   # None: 2e-5 full, 2e-4 LoRA
+    batch_size: int = 16              # 4 per device x 4 accumulation in the code's config
+    max_length: int = 512
+    whiten_components: int = 0        # > 0: whiten the embeddings to this many dimensions first
+
+    def validate(self) -> None:
+        choose(self.train_method, ("full", "lora"), "train_method")
+        if self.rounds < 1 or self.epochs <= 0 or self.whiten_components < 0:
+            raise TunesiftError("diverseevol: rounds must be >= 1, epochs > 0, whiten_components >= 0")
+
+
+def whiten(X: np.ndarray, n: int) -> np.ndarray:
+    """BERT-whitening as the code's ``compute_kernel_bias`` / ``transform_and_normalize``: centre,
+    rotate onto the covariance's top ``n`` eigenvectors scaled by 1/sqrt(eigenvalue), unit rows."""
+    X = X.astype(np.float64)
+    mu = X.mean(0, keepdims=True)
+    u, s, _ = np.linalg.svd(np.cov((X - mu).T))
+    Y = (X - mu) @ (u / np.sqrt(np.maximum(s, 1e-12)))[:, :n]
+    return (Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+@register
+class DiverseEvol(SetMethod):
+    name = "diverseevol"
+    Config = DiverseEvolConfig
+    paper = "Self-Evolved Diverse Data Sampling for Efficient Instruction Tuning"
+    venue = "arXiv 2023"
+    code = "https://github.com/OFA-Sys/DiverseEvol"
+    needs = ("causal_lm", "fine-tuning")
+    summary = "Rounds of: fine-tune on the chosen set, embed the pool with that model, add k-center picks."
+
+    def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
+        self.data_ = data
+        n = len(data)
+        return pd.DataFrame({"score": np.full(n, np.nan), "eligible": np.ones(n, dtype=bool), "reason": ""})
+
+    def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
+        from ..signals.embeddings import LMEmbedder
+        from ..train import TrainConfig, finetune
+        c, data = self.config, self.data_
+        max_length = ctx.max_length or c.max_length
+        pool = self.pool(table)
+        k = min(self.budget_count(budget, len(table)), len(pool))
+        rounds = max(0, min(c.rounds, k - 1))
+        per = k // (rounds + 1) if rounds else 0
+        init = k - rounds * per
+        rng = np.random.default_rng(ctx.seed)
+        labelled = np.sort(rng.permutation(len(pool))[:init])          # positions in ``pool``
+        gains = [np.full(init, np.inf)]
+        table["round"] = -1
+        table.loc[pool[labelled], "round"] = 0
+        lm = ctx.causal_lm()
+        texts = [with_eos(render_conversation(data.examples[i], "alpaca", lm.tokenizer, ctx.turns),
+                          lm.tokenizer.eos_token).text for i in pool]
+        cfg = TrainConfig(method=c.train_method, template="alpaca", epochs=c.epochs, learning_rate=c.learning_rate,
+                          batch_size=c.batch_size, max_length=max_length, lr_schedule="cosine", warmup_ratio=0.03,
+                          turns=ctx.turns, seed=ctx.seed)
+        self.rounds_ = []
+        for r in range(1, rounds + 1):
+            log.info("diverseevol round %d/%d: fine-tuning on %d examples, then embedding %d", r, rounds,
+                     len(labelled), len(pool))
+            tr = finetune(lm, data.subset(pool[labelled].tolist()), cfg, progress=ctx.progress)
+            X = LMEmbedder(tr.lm, max_length=max_length, batch_tokens=ctx.batch_tokens, normalize=False,
+                           use_cache=False, progress=ctx.progress).encode(texts, desc=f"embedding (round {r})")
+            del tr
+            if c.whiten_components:
+                X = whiten(X, c.whiten_components)
+            new, g = kcenter_greedy(X, per, seeds=labelled.tolist(), return_gains=True,
+                                    device=resolve_device(ctx.device))
+            new = np.asarray(new, dtype=np.int64)
+            table.loc[pool[new], "round"] = r
+            self.rounds_.append({"round": r, "trained_on": int(len(labelled)), "added": int(len(new)),
+                                 "radius": float(g[-1]) if len(g) else 0.0})
+            labelled = np.concatenate([labelled, new])
+            gains.append(np.asarray(g, dtype=float))
+        return self.record(table, pool[labelled], np.concatenate(gains))
