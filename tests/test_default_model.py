@@ -205,7 +205,7 @@ def test_learning_percentage_on_real_model_cli_and_formula(default_lm, shared_da
     got: list[list[float]] = []
     finetune(default_lm, ds, TrainConfig(method="full", template="alpaca", epochs=1.0, batch_size=32, max_length=256,
                                          lr_schedule="cosine", warmup_ratio=0.03), progress=False,
-             on_epoch=lambda ep, lm: got.append([authors_ppl(lm.model, lm.tokenizer, rec) for rec in recs]))
+             on_epoch=lambda snap: got.append([authors_ppl(snap.lm.model, snap.lm.tokenizer, rec) for rec in recs]))
     P = np.array(got)
     np.testing.assert_allclose(t.loc[:2, "ppl_0"], P[0], rtol=1e-4)
     np.testing.assert_allclose(t.loc[:2, "ppl_1"], P[1], rtol=1e-4)
@@ -245,3 +245,51 @@ def test_diverseevol_on_real_model_cli_and_replay(default_lm, shared_data, tmp_p
             X.append(m.model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0].mean(0).double().numpy())
     new = plain_kcenter(np.stack(X), seeds, 2)
     assert sorted(new) == sorted(np.flatnonzero(t["round"] == 1))
+
+
+def test_less_on_real_model_cli_and_formula(default_lm, shared_data, tmp_path):
+    """LESS from the CLI on the real default model (a real LoRA warm-up, per-example gradients); two
+    examples' scores recomputed from a one-backward-per-example loop on a replayed warm-up."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    from tunesift.data import read_dataset
+    from tunesift.signals.gradients import RademacherProjector, trainable_linears
+    from tunesift.train import TrainConfig, finetune
+
+    from .test_gradients import loop_gradients
+    src = shared_data / "train/alpaca/alpagasus_random_9k.json"
+    target = shared_data / "eval/alpaca_eval/alpaca_eval.json"
+    out = tmp_path / "sel.json"
+    r = CliRunner().invoke(app, ["select", str(src), "-m", "less", "-b", "2", "--limit", "6", "--max-length", "256",
+                                 "-p", f"target={target}", "-p", "target_limit=2", "-p", "template=alpaca",
+                                 "-p", "epochs=1", "-p", "lora_r=2", "-p", "lora_alpha=8", "-p", "proj_dim=64",
+                                 "-p", "warmup_fraction=0.5", "-o", str(out), "-q", "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    t = pd.read_parquet(tmp_path / "sel.scores.parquet")
+    assert t["selected"].sum() == 2 and len(json.loads(out.read_text())) == 2
+    ds, tg = read_dataset(src, limit=6), read_dataset(target, limit=2)
+    got = []
+
+    def hook(snap):
+        if snap.epoch != 1:
+            return
+        mods = trainable_linears(snap.lm.model)
+        n = sum(m.weight.numel() for _, m in mods)
+        P = RademacherProjector(n, 64)
+        R = torch.cat([P.block(j) for j in range(-(-n // P.block_rows))]).double().numpy()
+        g = loop_gradients(snap.lm, ds.subset([0, 1]), eos=True).double().numpy()
+        m = torch.cat([snap.optimizer.state[x.weight]["exp_avg"].reshape(-1) for _, x in mods]).double().numpy()
+        v = torch.cat([snap.optimizer.state[x.weight]["exp_avg_sq"].reshape(-1) for _, x in mods]).double().numpy()
+        A = (0.9 * m + 0.1 * g) / np.sqrt(0.999 * v + 0.001 * g * g + 1e-8) @ R
+        V = loop_gradients(snap.lm, tg, eos=True).double().numpy() @ R
+        A /= np.linalg.norm(A, axis=1, keepdims=True)
+        V /= np.linalg.norm(V, axis=1, keepdims=True)
+        got.append((A @ V.T).mean(1))
+
+    finetune(default_lm, ds.subset(np.flatnonzero(t["warmup"]).tolist()),
+             TrainConfig(method="lora", template="alpaca", epochs=1, learning_rate=2e-5, batch_size=32, max_length=256,
+                         lora_r=2, lora_alpha=8, lora_dropout=0.1, lora_targets="q_proj,k_proj,v_proj,o_proj"),
+             progress=False, on_epoch=hook)
+    np.testing.assert_allclose(t.loc[:1, "score"], got[0], rtol=2e-3, atol=2e-4)

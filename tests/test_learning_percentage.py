@@ -42,8 +42,8 @@ def test_lp_matches_the_formula_computed_independently(tiny_llama, tiny_embedder
     want: list[list[float]] = []
     finetune(tiny_llama, ds, TrainConfig(method="full", template="alpaca", epochs=3.0, learning_rate=3e-3,
                                          batch_size=2, max_length=512, lr_schedule="cosine", warmup_ratio=0.03),
-             progress=False, on_epoch=lambda ep, lm: want.append([authors_ppl(lm.model, lm.tokenizer, r)
-                                                                 for r in ALPACA]))
+             progress=False, on_epoch=lambda snap: want.append([authors_ppl(snap.lm.model, snap.lm.tokenizer, r)
+                                                               for r in ALPACA]))
     P = np.array(want)
     assert P.shape == (4, len(ALPACA))
     for i in range(4):

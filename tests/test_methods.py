@@ -111,10 +111,20 @@ def test_random_is_seeded(alpaca_file):
 LIGHT = {"mods": lambda tmp: dict(epochs=1, max_new_tokens=8),
          "learning-percentage": lambda tmp: dict(epochs=2),
          "diverseevol": lambda tmp: dict(rounds=2, epochs=1),
+         "less": lambda tmp: dict(target=str(_target_set(tmp)), epochs=2, lora_r=4, lora_alpha=8, proj_dim=32,
+                                  warmup_fraction=0.5, learning_rate=1e-2, batch_size=2),
          "instruction-mining": lambda tmp: dict(rule="file", rule_file=str(_rule(tmp))),
          "recost": lambda tmp: dict(corpus=str(_corpus(tmp)), window=4, n_clusters=2),
          "iterselecttune": lambda tmp: dict(rounds=2, batch=3, n_clusters=2, max_new_tokens=4),
          "mig": lambda tmp: dict(labels_field="keywords")}
+
+
+def _target_set(tmp):
+    p = tmp / "target.jsonl"
+    p.write_text("\n".join(json.dumps({"instruction": q, "input": "", "output": a, "task": t}) for q, a, t in [
+        ("What is 2 + 3?", "5", "math"), ("What is 4 times 2?", "8", "math"),
+        ("Translate to German: thank you.", "Danke.", "language"), ("Name the capital of Italy.", "Rome.", "facts")]))
+    return p
 
 
 def _corpus(tmp):

@@ -132,16 +132,20 @@ def test_on_epoch_sees_each_epoch_and_changes_nothing(tiny_llama, alpaca_file):
     cfg = TrainConfig(method="full", template="alpaca", epochs=2.5, batch_size=3, learning_rate=1e-3)
     seen = []
 
-    def hook(epoch, lm):
-        assert not lm.model.training
-        seen.append((epoch, _nll(lm, ds)))
+    def hook(snap):
+        assert not snap.lm.model.training and snap.optimizer is not None
+        seen.append((snap.epoch, _nll(snap.lm, ds), snap.mean_lr))
 
     with_hook = finetune(tiny_llama, ds, cfg, progress=False, on_epoch=hook)
     plain = finetune(tiny_llama, ds, cfg, progress=False)
-    assert [e for e, _ in seen] == [0, 1, 2]            # before training, then each whole epoch only
+    assert [e for e, _, _ in seen] == [0, 1, 2]            # before training, then each whole epoch only
     assert seen[0][1] == pytest.approx(_nll(tiny_llama, ds), rel=1e-6)
     assert seen[2][1] < seen[1][1] < seen[0][1]
     assert [r["loss"] for r in with_hook.log] == [r["loss"] for r in plain.log]
+    # each epoch's mean learning rate, from the step log
+    assert seen[0][2] is None
+    for e in (1, 2):
+        assert seen[e][2] == pytest.approx(np.mean([r["lr"] for r in plain.log if r["epoch"] == e]))
 
 
 def test_cosine_schedule(tiny_llama, alpaca_file):

@@ -101,11 +101,11 @@ class LearningPercentage(Method):
         passes: list[np.ndarray] = []
         n_tokens: list[np.ndarray] = []
 
-        def measure(epoch: int, snapshot) -> None:
+        def measure(snap) -> None:
             # Uncached: the snapshot exists only inside this run.  Same engine options as every pass.
-            eng = LikelihoodEngine(snapshot, max_length=max_length, batch_tokens=ctx.batch_tokens, use_cache=False,
+            eng = LikelihoodEngine(snap.lm, max_length=max_length, batch_tokens=ctx.batch_tokens, use_cache=False,
                                    progress=ctx.progress, **ctx.engine_options)
-            res = eng.nll(reqs, desc=f"perplexity P{epoch}")
+            res = eng.nll(reqs, desc=f"perplexity P{snap.epoch}")
             passes.append(res.ppl)
             n_tokens.append(res.n_tokens)
 

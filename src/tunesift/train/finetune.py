@@ -85,6 +85,17 @@ class TrainConfig:
 
 
 @dataclass
+class EpochSnapshot:
+    """What ``finetune``'s ``on_epoch`` hook sees: the model as it stands (eval mode, LoRA adapters
+    active and not merged), its optimizer (Adam moments at this point: LESS reads them), and the
+    mean learning rate of the epoch just finished (LESS weights its checkpoints by it)."""
+    epoch: int                        # 0 before the first step, then 1, 2, ... after each whole epoch
+    lm: LoadedLM
+    optimizer: Any
+    mean_lr: float | None             # None at epoch 0
+
+
+@dataclass
 class TrainResult:
     lm: LoadedLM                      # the trained model (LoRA merged), in eval mode
     config: TrainConfig
@@ -191,13 +202,12 @@ def _fingerprint(lm: LoadedLM, data: Dataset, cfg: TrainConfig) -> str:
 
 def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, output_dir: str | Path | None = None,
              device: str | None = None, trust_remote_code: bool = False, progress: bool = True,
-             on_epoch: Callable[[int, LoadedLM], None] | None = None) -> TrainResult:
+             on_epoch: Callable[[EpochSnapshot], None] | None = None) -> TrainResult:
     """Fine-tune ``model`` (a ``LoadedLM``, a path, a hub id, or None for the default model) on ``data``.
 
-    ``on_epoch(epoch, lm)`` is called with epoch 0 before the first step and after each whole epoch
-    (1, 2, ...), with the model as it stands, in eval mode (LoRA adapters active, not merged): methods
-    that measure training dynamics (learning percentage) score it there.  It must not change the
-    model; training resumes after it."""
+    ``on_epoch(snapshot)`` is called before the first step (epoch 0) and after each whole epoch with an
+    ``EpochSnapshot``: methods that measure training dynamics (learning percentage, LESS) score the
+    model there.  It must not change the model or the optimizer; training resumes after it."""
     import torch
     from tqdm.auto import tqdm
 
@@ -220,6 +230,8 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         perm = rng.permutation(len(items))
         items = _pack([items[i] for i in perm], cfg.max_length)
 
+    if cfg.method == "full":
+        net.requires_grad_(True)   # a model that came out of an earlier fine-tune is frozen
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
         targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
@@ -233,6 +245,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     epochs_full, frac = int(cfg.epochs), cfg.epochs - int(cfg.epochs)
     plan: list[list[list[int]]] = []
     epoch_ends: dict[int, int] = {}   # index of an epoch's last step -> that (whole) epoch's number
+    step_epoch: list[int] = []        # the epoch (1, 2, ...) each step belongs to
     for ep in range(math.ceil(cfg.epochs)):
         mbs = _micro_batches(items, cfg, rng)
         if ep == epochs_full and frac > 0:
@@ -248,6 +261,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
             plan.append(step)
         if ep < epochs_full and plan:
             epoch_ends[len(plan) - 1] = ep + 1
+        step_epoch += [ep + 1] * (len(plan) - len(step_epoch))
     total = len(plan)
     warm = int(cfg.warmup_ratio * total)
 
@@ -268,10 +282,10 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         if on_epoch is None:
             return
         net.eval()
-        snapshot = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}@epoch{epoch}",
-                            f"{_fingerprint(lm, data, cfg)}-epoch{epoch}", str(dev), "float32")
-        with torch.no_grad():
-            on_epoch(epoch, snapshot)
+        snap = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}@epoch{epoch}",
+                        f"{_fingerprint(lm, data, cfg)}-epoch{epoch}", str(dev), "float32")
+        lrs = [r["lr"] for r in history if r["epoch"] == epoch]
+        on_epoch(EpochSnapshot(epoch, snap, opt, float(np.mean(lrs)) if lrs else None))
         net.train()
 
     at_epoch(0)
@@ -302,7 +316,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
             opt.step()
             opt.zero_grad(set_to_none=True)
             n_tokens += step_tokens
-            history.append({"step": s + 1, "loss": loss_sum, "lr": lr_at(s), "grad_norm": gnorm,
+            history.append({"step": s + 1, "epoch": step_epoch[s], "loss": loss_sum, "lr": lr_at(s), "grad_norm": gnorm,
                             "tokens": step_tokens, "seconds": time.perf_counter() - t0})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", refresh=False)

@@ -1,0 +1,72 @@
+"""LESS on a tiny model, its score recomputed here from the authors' pieces: per-example gradients
+from a plain loop (one backward each), the Adam feature written out, the same Rademacher matrix,
+checkpoint weights from the training log's learning rates, mean cosine per subtask, max over them."""
+import numpy as np
+import pytest
+import torch
+
+import tunesift
+from tunesift.data import read_dataset
+from tunesift.models.templates import render_conversation
+from tunesift.signals.gradients import RademacherProjector, trainable_linears
+from tunesift.train import TrainConfig, finetune
+
+from .test_gradients import loop_gradients
+from .test_methods import _target_set
+
+KW = dict(epochs=2, lora_r=4, lora_alpha=8, lora_dropout=0.0, proj_dim=48, warmup_fraction=0.5, learning_rate=1e-2,
+          batch_size=2, template="alpaca")
+
+
+def unit(X):
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("subtask_score", ["code", "paper"])
+def test_less_matches_the_formula_computed_independently(tiny_llama, alpaca_file, tmp_path, subtask_score):
+    target = _target_set(tmp_path)
+    res = tunesift.score(alpaca_file, "less", lm=tiny_llama, use_cache=False, progress=False, target=str(target),
+                         task_field="task", subtask_score=subtask_score, **KW)
+    t = res.table
+    ds, tg = read_dataset(alpaca_file), read_dataset(target)
+    tasks = np.array([e.raw["task"] for e in tg.examples])
+    warm = np.flatnonzero(t["warmup"])
+    assert len(warm) == 4
+    per_ckpt = []
+
+    def hook(snap):
+        if snap.epoch == 0:
+            return
+        mods = trainable_linears(snap.lm.model)
+        n = sum(m.weight.numel() for _, m in mods)
+        P = RademacherProjector(n, 48, seed=0)
+        R = torch.cat([P.block(j) for j in range(-(-n // P.block_rows))]).double().numpy()
+        g = loop_gradients(snap.lm, ds, eos=True).double().numpy()
+        m = torch.cat([snap.optimizer.state[x.weight]["exp_avg"].reshape(-1) for _, x in mods]).double().numpy()
+        v = torch.cat([snap.optimizer.state[x.weight]["exp_avg_sq"].reshape(-1) for _, x in mods]).double().numpy()
+        A = unit((0.9 * m + 0.1 * g) / np.sqrt(0.999 * v + 0.001 * g * g + 1e-8) @ R)
+        V = loop_gradients(snap.lm, tg, eos=True).double().numpy() @ R
+        if subtask_score == "code":
+            C = A @ unit(V).T
+            per_ckpt.append(np.stack([C[:, tasks == k].mean(1) for k in sorted(set(tasks))], 1))
+        else:
+            per_ckpt.append(np.stack([A @ unit(V[tasks == k].mean(0, keepdims=True))[0] for k in sorted(set(tasks))], 1))
+
+    tr = finetune(tiny_llama, ds.subset(warm.tolist()),
+                  TrainConfig(method="lora", template="alpaca", epochs=2, learning_rate=1e-2, batch_size=2,
+                              max_length=2048, lr_schedule="linear", warmup_ratio=0.03, lora_r=4, lora_alpha=8,
+                              lora_dropout=0.0, lora_targets="q_proj,k_proj,v_proj,o_proj"),
+                  progress=False, on_epoch=hook)
+    lr = np.array([np.mean([r["lr"] for r in tr.log if r["epoch"] == e]) for e in (1, 2)])
+    S = (lr[0] * per_ckpt[0] + lr[1] * per_ckpt[1]) / lr.sum()
+    np.testing.assert_allclose(t["score"], S.max(1), rtol=1e-3, atol=1e-4)
+    assert list(t["best_task"]) == [sorted(set(tasks))[k] for k in S.argmax(1)]
+    np.testing.assert_allclose(t["less_math"], S[:, sorted(set(tasks)).index("math")], rtol=1e-3, atol=1e-4)
+
+
+def test_less_needs_a_target(tiny_llama, alpaca_file, tmp_path):
+    with pytest.raises(tunesift.TunesiftError, match="-p target=PATH"):
+        tunesift.score(alpaca_file, "less", lm=tiny_llama, use_cache=False, progress=False)
+    with pytest.raises(tunesift.TunesiftError, match="no field 'subject'"):
+        tunesift.score(alpaca_file, "less", lm=tiny_llama, use_cache=False, progress=False,
+                       target=str(_target_set(tmp_path)), task_field="subject", **KW)
