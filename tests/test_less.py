@@ -70,3 +70,15 @@ def test_less_needs_a_target(tiny_llama, alpaca_file, tmp_path):
     with pytest.raises(tunesift.TunesiftError, match="no field 'subject'"):
         tunesift.score(alpaca_file, "less", lm=tiny_llama, use_cache=False, progress=False,
                        target=str(_target_set(tmp_path)), task_field="subject", **KW)
+
+
+def test_a_subtask_without_usable_examples_scores_nothing(tiny_llama, alpaca_file, tmp_path):
+    import json
+    target = tmp_path / "t.jsonl"
+    rows = [{"instruction": "What is 2 + 3?", "input": "", "output": "5", "task": "math"},
+            {"instruction": "word " * 600, "input": "", "output": "ok", "task": "long"}]   # cut before its response
+    target.write_text("\n".join(json.dumps(r) for r in rows))
+    t = tunesift.score(alpaca_file, "less", lm=tiny_llama, use_cache=False, progress=False, target=str(target),
+                       task_field="task", max_length=400, **KW).table
+    assert t["less_long"].isna().all() and (t.loc[t["eligible"], "best_task"] == "math").all()
+    np.testing.assert_allclose(t.loc[t["eligible"], "score"], t.loc[t["eligible"], "less_math"])

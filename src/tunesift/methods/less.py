@@ -145,6 +145,7 @@ class LESS(Method):
                 S = (T @ _unit(V).T) @ (m / np.maximum(m.sum(1, keepdims=True), 1)).T       # mean cosine per task
             else:
                 S = T @ _unit(m @ V / np.maximum(m.sum(1, keepdims=True), 1)).T             # cosine with mean gradient
+            S[:, m.sum(1) == 0] = np.nan          # a subtask with no usable example scores nothing
             per_ckpt.append(S)
             lrs.append(snap.mean_lr)
 
@@ -159,10 +160,11 @@ class LESS(Method):
         w = np.asarray(lrs) / np.sum(lrs)
         S = sum(wi * Si for wi, Si in zip(w, per_ckpt))                                  # [N, K]
         ok = n_tok > 0
-        table = pd.DataFrame({"score": np.where(ok, S.max(1), np.nan)})
+        best = np.nanargmax(np.where(np.isnan(S), -np.inf, S), axis=1)
+        table = pd.DataFrame({"score": np.where(ok, np.nanmax(S, axis=1), np.nan)})
         table["eligible"] = ok
         table["reason"] = np.where(ok, "", "no response tokens within max_length")
-        table["best_task"] = np.asarray(names, dtype=object)[S.argmax(1)]
+        table["best_task"] = np.where(ok, np.asarray(names, dtype=object)[best], "")
         if len(names) <= 16:
             for k, n in enumerate(names):
                 table[f"less_{n}"] = np.where(ok, S[:, k], np.nan)
