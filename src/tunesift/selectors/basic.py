@@ -38,3 +38,24 @@ def band(scores: np.ndarray, where: str) -> np.ndarray:
     if where == "middle":
         return -np.abs(s - np.nanmedian(s))
     raise ValueError("band must be low, high or middle")
+
+
+def balanced_greedy(I: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """BIDS's balanced selection over a per-task utility matrix ``I`` [examples, tasks]: repeatedly
+    take the task whose mean utility over the picks so far is lowest (ties: the lower task index; at
+    the start every task is at 0) and add the unpicked example with the highest utility for it
+    (ties: the lower index).  Returns (picks in order, the task each was picked for)."""
+    I = np.asarray(I, dtype=np.float64)
+    n, K = I.shape
+    k = min(int(k), n)
+    taken = np.zeros(n, dtype=bool)
+    sums = np.zeros(K)
+    picks, tasks = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
+    for s in range(k):
+        t = int(np.argmin(sums / max(s, 1)))
+        col = np.where(taken, -np.inf, I[:, t])
+        i = int(np.argmax(col))
+        picks[s], tasks[s] = i, t
+        taken[i] = True
+        sums += I[i]
+    return picks, tasks

@@ -1,0 +1,131 @@
+"""The LESS pipeline that influence-based methods share (LESS, BIDS): a LoRA warm-up on a random
+slice of the pool, and at each epoch's checkpoint the pool's Adam-preconditioned gradient features
+and the target set's plain gradient features, reduced by the method as they come (a pool's worth of
+8,192-dimensional features per checkpoint would not all fit in memory at scale)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..data.errors import TunesiftError
+from ..data.io import Dataset, read_dataset
+from ..models.templates import TEMPLATES, render_conversation, with_eos
+from ._passes import resolve_template
+from .base import Context, choose
+
+log = logging.getLogger("tunesift")
+
+
+@dataclass
+class InfluenceConfig:
+    target: str | None = None         # the target task's examples: a dataset file (required)
+    task_field: str | None = None     # a field of the target records naming its subtask (MMLU subject, BBH task)
+    target_limit: int | None = None
+    warmup_fraction: float = 0.05
+    epochs: int = 4
+    lora_r: int = 128
+    lora_alpha: int = 512
+    lora_dropout: float = 0.1
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    max_length: int = 2048
+    proj_dim: int = 8192
+    template: str = "auto"
+    grad_batch_tokens: int | None = None   # padded tokens per gradient batch; None: 1024 on a CPU, 4096 on a GPU
+
+    def validate(self) -> None:
+        choose(self.template, TEMPLATES + ("auto",), "template")
+        if not 0 < self.warmup_fraction <= 1 or self.epochs < 1 or self.proj_dim < 1:
+            raise TunesiftError("warmup_fraction must be in (0, 1], epochs and proj_dim at least 1")
+
+
+@dataclass
+class Influence:
+    reduced: list = field(default_factory=list)   # what ``reduce`` returned, per checkpoint
+    weights: np.ndarray | None = None             # checkpoint weights: mean learning rates, summing to 1
+    n_tokens: np.ndarray | None = None            # pool examples' scored tokens (0: no gradient)
+    warmup: np.ndarray | None = None              # pool examples the warm-up trained on
+    tasks: list[str] = field(default_factory=list)   # each target example's subtask
+
+
+def unit(X: np.ndarray) -> np.ndarray:
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-30)
+
+
+def target_set(c: InfluenceConfig, name: str) -> tuple[Dataset, list[str]]:
+    if not c.target:
+        raise TunesiftError(f"{name} selects for a target task: give its examples with -p target=PATH "
+                            "(a dataset file, e.g. a few-shot set of the benchmark you care about)")
+    tgt = read_dataset(c.target, limit=c.target_limit)
+    if c.task_field is None:
+        return tgt, ["all"] * len(tgt)
+    tasks = []
+    for e in tgt.examples:
+        if c.task_field not in (e.raw or {}):
+            raise TunesiftError(f"{c.target}: target example {e.id} has no field {c.task_field!r} (task_field)")
+        tasks.append(str(e.raw[c.task_field]))
+    return tgt, tasks
+
+
+def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str,
+              reduce: Callable[..., np.ndarray]) -> Influence:
+    """Run the warm-up; at each checkpoint call ``reduce(T, V, v_ok, tasks)`` with the pool's unit-norm
+    Adam features T [N, d], the target's raw projected gradients V [M, d], which target examples had a
+    token to score, and each target example's subtask; keep what it returns."""
+    from ..signals.gradients import RademacherProjector, gradient_features, trainable_linears
+    from ..train import TrainConfig, finetune
+    tgt, tasks = target_set(c, name)
+    lm = ctx.causal_lm()
+    template = resolve_template(c.template, ctx)
+    max_length = ctx.max_length or c.max_length
+    # the loss whose gradient is taken is the warm-up's training loss: response tokens and the EOS after them
+    eos = lm.tokenizer.eos_token
+    reqs = [with_eos(render_conversation(e, template, lm.tokenizer, ctx.turns), eos) for e in data.examples]
+    treqs = [with_eos(render_conversation(e, template, lm.tokenizer, ctx.turns), eos) for e in tgt.examples]
+    rng = np.random.default_rng(ctx.seed)
+    warm = np.sort(rng.permutation(len(data))[:max(1, round(c.warmup_fraction * len(data)))])
+    out = Influence(tasks=tasks)
+    lrs: list[float] = []
+    proj: list = []
+
+    def checkpoint(snap) -> None:
+        if snap.epoch == 0:
+            return
+        if not proj:
+            n = sum(m.weight.numel() for _, m in trainable_linears(snap.lm.model))
+            proj.append(RademacherProjector(n, c.proj_dim, seed=0))
+        # Backward keeps every layer's activations: on the 2-core CPU (default model) a 4,096-token
+        # batch peaked at ~10 GB, as the fine-tuning engine's micro-batches did (1,024 there too).
+        on_gpu = str(snap.lm.device).startswith("cuda")
+        kw = dict(max_length=max_length, batch_tokens=c.grad_batch_tokens or (4096 if on_gpu else 1024),
+                  progress=ctx.progress)
+        G, out.n_tokens = gradient_features(snap.lm, reqs, proj[0], optimizer=snap.optimizer, kind="adam",
+                                            desc=f"pool gradients (checkpoint {snap.epoch})", **kw)
+        V, v_tok = gradient_features(snap.lm, treqs, proj[0], kind="sgd",
+                                     desc=f"target gradients (checkpoint {snap.epoch})", **kw)
+        if not (v_tok > 0).any():
+            raise TunesiftError(f"{c.target}: no target example has a response token within max_length")
+        out.reduced.append(reduce(unit(G), V, v_tok > 0, np.asarray(tasks)))
+        lrs.append(snap.mean_lr)
+
+    log.info("%s: LoRA warm-up on %d of %d examples (%d epochs), gradients at each epoch's checkpoint",
+             name, len(warm), len(data), c.epochs)
+    finetune(lm, data.subset(warm.tolist()),
+             TrainConfig(method="lora", template=template, epochs=float(c.epochs), learning_rate=c.learning_rate,
+                         batch_size=c.batch_size, max_length=max_length, lr_schedule="linear", warmup_ratio=0.03,
+                         lora_r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
+                         lora_targets=c.lora_targets, turns=ctx.turns, seed=ctx.seed),
+             progress=ctx.progress, on_epoch=checkpoint)
+    out.weights = np.asarray(lrs) / np.sum(lrs)
+    out.warmup = np.zeros(len(data), dtype=bool)
+    out.warmup[warm] = True
+    return out
+
+
+def weighted(inf: Influence) -> np.ndarray:
+    """sum_i w_i reduced_i: the checkpoint-weighted combination."""
+    return sum(w * r for w, r in zip(inf.weights, inf.reduced))
