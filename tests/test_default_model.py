@@ -293,3 +293,36 @@ def test_less_on_real_model_cli_and_formula(default_lm, shared_data, tmp_path):
                          lora_r=2, lora_alpha=8, lora_dropout=0.1, lora_targets="q_proj,k_proj,v_proj,o_proj"),
              progress=False, on_epoch=hook)
     np.testing.assert_allclose(t.loc[:1, "score"], got[0], rtol=2e-3, atol=2e-4)
+
+
+def test_bids_on_real_model_cli(default_lm, shared_data, tmp_path):
+    """BIDS from the CLI on the real default model with a two-task target set: the picks follow the
+    balanced greedy over the per-task utilities it wrote."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    from tunesift.selectors import balanced_greedy
+    evals = json.loads((shared_data / "eval/alpaca_eval/alpaca_eval.json").read_text())
+    rows, seen = [], {}
+    for r in evals:
+        if seen.get(r["dataset"], 0) < 2 and len(seen) <= 2:
+            seen[r["dataset"]] = seen.get(r["dataset"], 0) + 1
+            rows.append(r)
+        if len(rows) == 4 and len(seen) == 2:
+            break
+    target = tmp_path / "target.json"
+    target.write_text(json.dumps(rows[:4]))
+    src = shared_data / "train/alpaca/alpagasus_random_9k.json"
+    r = CliRunner().invoke(app, ["select", str(src), "-m", "bids", "-b", "3", "--limit", "6", "--max-length", "256",
+                                 "-p", f"target={target}", "-p", "task_field=dataset", "-p", "template=alpaca",
+                                 "-p", "epochs=1", "-p", "lora_r=2", "-p", "lora_alpha=8", "-p", "proj_dim=64",
+                                 "-p", "warmup_fraction=0.5", "-o", str(tmp_path / "sel.json"), "-q",
+                                 "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    t = pd.read_parquet(tmp_path / "sel.scores.parquet")
+    cols = sorted(c for c in t.columns if c.startswith("bids_") and c != "bids_task")
+    assert len(cols) == 2 and t["selected"].sum() == 3
+    picks, tasks = balanced_greedy(t[cols].to_numpy(), 3)
+    assert sorted(picks) == sorted(np.flatnonzero(t["selected"]))
+    assert set(t.loc[t["selected"], "bids_task"]) == {cols[k][5:] for k in tasks}
