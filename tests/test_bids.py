@@ -1,7 +1,6 @@
 """BIDS: the balanced greedy against a naive loop, the bias it corrects on an attribution matrix with
 one inflated task, and its attribution matrix against LESS's on the same warm-up."""
 import numpy as np
-import pytest
 
 import tunesift
 from tunesift.data import read_dataset

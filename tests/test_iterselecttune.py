@@ -1,6 +1,5 @@
 """IterSelectTune: rounds of judged labels, the classifier, and the final score's formula."""
 import numpy as np
-import pytest
 
 import tunesift
 from tunesift.methods.iterselecttune import IterSelectTune, fit_logistic, predict_logistic

@@ -7,7 +7,6 @@ import torch
 
 import tunesift
 from tunesift.data import read_dataset
-from tunesift.models.templates import render_conversation
 from tunesift.signals.gradients import RademacherProjector, trainable_linears
 from tunesift.train import TrainConfig, finetune
 

@@ -113,6 +113,8 @@ LIGHT = {"mods": lambda tmp: dict(epochs=1, max_new_tokens=8),
          "diverseevol": lambda tmp: dict(rounds=2, epochs=1),
          "less": lambda tmp: dict(target=str(_target_set(tmp)), epochs=2, lora_r=4, lora_alpha=8, proj_dim=32,
                                   warmup_fraction=0.5, learning_rate=1e-2, batch_size=2),
+         "rose": lambda tmp: dict(target=str(_preference_set(tmp)), task_field="task", epochs=2, lora_r=4,
+                                  lora_alpha=8, proj_dim=32, warmup_fraction=0.5, learning_rate=1e-2, batch_size=2),
          "bids": lambda tmp: dict(target=str(_target_set(tmp)), task_field="task", epochs=2, lora_r=4, lora_alpha=8,
                                   proj_dim=32, warmup_fraction=0.5, learning_rate=1e-2, batch_size=2),
          "instruction-mining": lambda tmp: dict(rule="file", rule_file=str(_rule(tmp))),
@@ -126,6 +128,14 @@ def _target_set(tmp):
     p.write_text("\n".join(json.dumps({"instruction": q, "input": "", "output": a, "task": t}) for q, a, t in [
         ("What is 2 + 3?", "5", "math"), ("What is 4 times 2?", "8", "math"),
         ("Translate to German: thank you.", "Danke.", "language"), ("Name the capital of Italy.", "Rome.", "facts")]))
+    return p
+
+
+def _preference_set(tmp):
+    p = tmp / "prefs.jsonl"
+    p.write_text("\n".join(json.dumps({"prompt": q, "chosen": a, "rejected": b, "task": t}) for q, a, b, t in [
+        ("What is 2 + 3?", "5", "6", "math"), ("Say hello politely.", "Hello, nice to meet you.", "What.", "tone"),
+        ("What is 4 times 2?", "8", "It is 10.", "math")]))
     return p
 
 

@@ -1,5 +1,4 @@
 """RECOST (reconstruction): entropies with and without retrieved knowledge, rank sum, window sampling."""
-import json
 
 import numpy as np
 import pytest

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset, read_dataset
@@ -71,24 +72,36 @@ def target_set(c: InfluenceConfig, name: str) -> tuple[Dataset, list[str]]:
     return tgt, tasks
 
 
-def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str,
-              reduce: Callable[..., np.ndarray]) -> Influence:
+def renderings(data: Dataset, ctx: Context, template: str) -> list:
+    """The warm-up's training texts: response tokens and the EOS after them are the loss's tokens."""
+    tok = ctx.causal_lm().tokenizer
+    return [with_eos(render_conversation(e, template, tok, ctx.turns), tok.eos_token) for e in data.examples]
+
+
+def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce: Callable[..., np.ndarray],
+              target: Callable | None = None, tasks: list[str] | None = None) -> Influence:
     """Run the warm-up; at each checkpoint call ``reduce(T, V, v_ok, tasks)`` with the pool's unit-norm
     Adam features T [N, d], the target's raw projected gradients V [M, d], which target examples had a
-    token to score, and each target example's subtask; keep what it returns."""
+    token to score, and each target example's subtask; keep what it returns.  ``target(snap,
+    projector, **kw) -> (V, v_ok)`` replaces the default target features (each target example's
+    plain gradient of its mean response loss) and then ``tasks`` names their subtasks."""
     from ..signals.gradients import RademacherProjector, gradient_features, trainable_linears
     from ..train import TrainConfig, finetune
-    tgt, tasks = target_set(c, name)
-    lm = ctx.causal_lm()
     template = resolve_template(c.template, ctx)
     max_length = ctx.max_length or c.max_length
-    # the loss whose gradient is taken is the warm-up's training loss: response tokens and the EOS after them
-    eos = lm.tokenizer.eos_token
-    reqs = [with_eos(render_conversation(e, template, lm.tokenizer, ctx.turns), eos) for e in data.examples]
-    treqs = [with_eos(render_conversation(e, template, lm.tokenizer, ctx.turns), eos) for e in tgt.examples]
+    reqs = renderings(data, ctx, template)
+    if target is None:
+        tgt, tasks = target_set(c, name)
+        treqs = renderings(tgt, ctx, template)
+
+        def target(snap, proj, **kw):
+            V, v_tok = gradient_features(snap.lm, treqs, proj, kind="sgd",
+                                         desc=f"target gradients (checkpoint {snap.epoch})", **kw)
+            return V, v_tok > 0
+    lm = ctx.causal_lm()
     rng = np.random.default_rng(ctx.seed)
     warm = np.sort(rng.permutation(len(data))[:max(1, round(c.warmup_fraction * len(data)))])
-    out = Influence(tasks=tasks)
+    out = Influence(tasks=list(tasks))
     lrs: list[float] = []
     proj: list = []
 
@@ -105,11 +118,10 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str,
                   progress=ctx.progress)
         G, out.n_tokens = gradient_features(snap.lm, reqs, proj[0], optimizer=snap.optimizer, kind="adam",
                                             desc=f"pool gradients (checkpoint {snap.epoch})", **kw)
-        V, v_tok = gradient_features(snap.lm, treqs, proj[0], kind="sgd",
-                                     desc=f"target gradients (checkpoint {snap.epoch})", **kw)
-        if not (v_tok > 0).any():
+        V, v_ok = target(snap, proj[0], **kw)
+        if not v_ok.any():
             raise TunesiftError(f"{c.target}: no target example has a response token within max_length")
-        out.reduced.append(reduce(unit(G), V, v_tok > 0, np.asarray(tasks)))
+        out.reduced.append(reduce(unit(G), V, v_ok, np.asarray(tasks)))
         lrs.append(snap.mean_lr)
 
     log.info("%s: LoRA warm-up on %d of %d examples (%d epochs), gradients at each epoch's checkpoint",
@@ -129,3 +141,37 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str,
 def weighted(inf: Influence) -> np.ndarray:
     """sum_i w_i reduced_i: the checkpoint-weighted combination."""
     return sum(w * r for w, r in zip(inf.weights, inf.reduced))
+
+
+def per_task(rule: str) -> Callable[..., np.ndarray]:
+    """A ``reduce`` giving [pool, subtask] scores: ``code`` the mean of the per-example cosines within
+    each subtask (LESS's matching.py), ``paper`` the cosine with the subtask's mean gradient (the
+    gradient of its average loss; projection is linear).  A subtask with no usable example: NaN."""
+    def reduce(T: np.ndarray, V: np.ndarray, v_ok: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+        member = (np.unique(tasks)[:, None] == tasks[None, :]) * v_ok[None, :]     # [K, M], tasks sorted
+        counts = member.sum(1, keepdims=True)
+        if rule == "code":
+            S = (T @ unit(V).T) @ (member / np.maximum(counts, 1)).T
+        else:
+            S = T @ unit(member @ V / np.maximum(counts, 1)).T
+        S[:, counts[:, 0] == 0] = np.nan
+        return S
+    return reduce
+
+
+def max_over_tasks(inf: Influence, prefix: str) -> pd.DataFrame:
+    """The scores table of a LESS-style method: the checkpoint-weighted [pool, subtask] scores, the
+    max over subtasks as the score, the subtask that gave it, one column per subtask (up to 16)."""
+    S = weighted(inf)
+    names = sorted(set(inf.tasks))
+    ok = inf.n_tokens > 0
+    best = np.argmax(np.where(np.isnan(S), -np.inf, S), axis=1)
+    table = pd.DataFrame({"score": np.where(ok, np.nanmax(S, axis=1), np.nan)})
+    table["eligible"] = ok
+    table["reason"] = np.where(ok, "", "no response tokens within max_length")
+    table["best_task"] = np.where(ok, np.asarray(names, dtype=object)[best], "")
+    if len(names) <= 16:
+        for k, n in enumerate(names):
+            table[f"{prefix}_{n}"] = np.where(ok, S[:, k], np.nan)
+    table["warmup"] = inf.warmup
+    return table

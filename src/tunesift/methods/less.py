@@ -31,11 +31,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from ..data.io import Dataset
-from ._influence import InfluenceConfig, influence, unit, weighted
+from ._influence import InfluenceConfig, influence, max_over_tasks, per_task
 from .base import Context, Method, choose, register
 
 
@@ -59,30 +58,6 @@ class LESS(Method):
     summary = "LoRA warm-up; cosine of Adam-preconditioned pool gradients with target-task gradients, LR-weighted."
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        c = self.config
-
-        def per_task(T: np.ndarray, V: np.ndarray, v_ok: np.ndarray, tasks: np.ndarray) -> np.ndarray:
-            member = (np.unique(tasks)[:, None] == tasks[None, :]) * v_ok[None, :]     # [K, M], tasks sorted
-            counts = member.sum(1, keepdims=True)
-            if c.subtask_score == "code":   # mean of the per-example cosines within each subtask
-                S = (T @ unit(V).T) @ (member / np.maximum(counts, 1)).T
-            else:                           # cosine with the subtask's mean gradient (projection is linear)
-                S = T @ unit(member @ V / np.maximum(counts, 1)).T
-            S[:, counts[:, 0] == 0] = np.nan   # a subtask with no usable example scores nothing
-            return S
-
-        inf = influence(data, ctx, c, self.name, per_task)
-        names = sorted(set(inf.tasks))
-        S = weighted(inf)                                                             # [N, K]
-        ok = inf.n_tokens > 0
-        best = np.argmax(np.where(np.isnan(S), -np.inf, S), axis=1)
-        table = pd.DataFrame({"score": np.where(ok, np.nanmax(S, axis=1), np.nan)})
-        table["eligible"] = ok
-        table["reason"] = np.where(ok, "", "no response tokens within max_length")
-        table["best_task"] = np.where(ok, np.asarray(names, dtype=object)[best], "")
-        if len(names) <= 16:
-            for k, n in enumerate(names):
-                table[f"less_{n}"] = np.where(ok, S[:, k], np.nan)
-        table["warmup"] = inf.warmup
+        inf = influence(data, ctx, self.config, self.name, per_task(self.config.subtask_score))
         self.checkpoint_weights_ = inf.weights.tolist()
-        return table
+        return max_over_tasks(inf, "less")

@@ -87,12 +87,14 @@ class RademacherProjector:
 
 def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherProjector | None = None, *,
                       optimizer=None, kind: str = "sgd", max_length: int = 2048, batch_tokens: int = 4096,
-                      progress: bool = True, desc: str = "gradients",
-                      project_bytes: int = 1 << 30) -> tuple[np.ndarray, np.ndarray]:
+                      progress: bool = True, desc: str = "gradients", loss: str = "mean",
+                      project_bytes: int = 1 << 30, return_loss: bool = False):
     """Projected per-example gradient features of ``lm``'s trainable Linear weights, one row per
     request (zeros where it has no target token), and each request's target-token count.
 
-    The loss is each example's mean cross-entropy over its target tokens (the response).
+    The loss is each example's mean cross-entropy over its target tokens (the response), or its sum
+    (``loss="sum"``: the negative log-probability of the response, as DPO's terms are); with
+    ``return_loss`` each example's loss value comes back too, as a third array.
     ``kind``: ``sgd`` the gradient itself; ``adam`` LESS's Adam feature m' / sqrt(v' + eps) with
     m' = b1 m + (1 - b1) g, v' = b2 v + (1 - b2) g^2 from ``optimizer``'s moments (no bias
     correction, eps inside the root, as LESS's code).  ``projector`` None returns the full gradients."""
@@ -101,6 +103,8 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
     from tqdm.auto import tqdm
     if kind not in ("sgd", "adam"):
         raise TunesiftError("gradient feature kind must be 'sgd' or 'adam'")
+    if loss not in ("mean", "sum"):
+        raise TunesiftError("gradient loss must be 'mean' or 'sum'")
     model = lm.model
     mods = trainable_linears(model)
     dev = mods[0][1].weight.device
@@ -117,6 +121,7 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
     prep = tokenize_targets(lm.tokenizer, requests, max_length)
     n_tok = np.array([len(p.pos) for p in prep], dtype=np.int64)
     out = np.zeros((len(prep), width), dtype=np.float32)
+    losses = np.zeros(len(prep), dtype=np.float64)
     todo = [i for i in range(len(prep)) if n_tok[i]]
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
@@ -153,10 +158,12 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
             with torch.enable_grad():
                 h = body(input_ids=ids, use_cache=False)[0]
                 ce = F.cross_entropy(head_logits(head, h[rows, cols - 1], cap), ids[rows, cols], reduction="none")
-                count = torch.from_numpy(n_tok[b]).to(dev, ce.dtype)
-                loss = (torch.zeros(len(b), dtype=ce.dtype, device=dev).index_add_(0, rows, ce) / count).sum()
+                per = torch.zeros(len(b), dtype=ce.dtype, device=dev).index_add_(0, rows, ce)
+                if loss == "mean":
+                    per = per / torch.from_numpy(n_tok[b]).to(dev, ce.dtype)
+                losses[b] = per.detach().double().cpu().numpy()
                 outs = [seen[mod][1] for _, mod in mods]
-                gouts = torch.autograd.grad(loss, outs, allow_unused=True)   # unused: a zero gradient
+                gouts = torch.autograd.grad(per.sum(), outs, allow_unused=True)   # unused: a zero gradient
             with torch.no_grad():
                 G = torch.cat([torch.einsum("bto,bti->boi", go.float(), seen[mod][0].float()).reshape(len(b), -1)
                                if go is not None else torch.zeros(len(b), mod.weight.numel(), device=dev)
@@ -180,4 +187,4 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
         for hd in handles:
             hd.remove()
         bar.close()
-    return out, n_tok
+    return (out, n_tok, losses) if return_loss else (out, n_tok)
