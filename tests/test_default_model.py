@@ -326,3 +326,25 @@ def test_bids_on_real_model_cli(default_lm, shared_data, tmp_path):
     picks, tasks = balanced_greedy(t[cols].to_numpy(), 3)
     assert sorted(picks) == sorted(np.flatnonzero(t["selected"]))
     assert set(t.loc[t["selected"], "bids_task"]) == {cols[k][5:] for k in tasks}
+
+
+def test_rose_on_real_model_cli(default_lm, shared_data, tmp_path):
+    """ROSE from the CLI on the real default model: a LoRA warm-up, DPO gradients of two preference
+    triples built from AlpacaEval (its reference answer chosen, another question's answer rejected)."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    evals = json.loads((shared_data / "eval/alpaca_eval/alpaca_eval.json").read_text())[:3]
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text("\n".join(json.dumps({"prompt": evals[i]["instruction"], "chosen": evals[i]["output"],
+                                           "rejected": evals[i + 1]["output"]}) for i in range(2)))
+    src = shared_data / "train/alpaca/alpagasus_random_9k.json"
+    r = CliRunner().invoke(app, ["select", str(src), "-m", "rose", "-b", "2", "--limit", "6", "--max-length", "256",
+                                 "-p", f"target={prefs}", "-p", "template=alpaca", "-p", "epochs=1", "-p", "lora_r=2",
+                                 "-p", "lora_alpha=8", "-p", "proj_dim=64", "-p", "warmup_fraction=0.5",
+                                 "-o", str(tmp_path / "sel.json"), "-q", "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    t = pd.read_parquet(tmp_path / "sel.scores.parquet")
+    assert t["selected"].sum() == 2 and t["score"].between(-1, 1).all()
+    assert set(t.loc[t["selected"], "score"]) == set(t["score"].nlargest(2))
