@@ -255,10 +255,9 @@ def test_less_on_real_model_cli_and_formula(default_lm, shared_data, tmp_path):
 
     from tunesift.cli import app
     from tunesift.data import read_dataset
-    from tunesift.signals.gradients import RademacherProjector, trainable_linears
     from tunesift.train import TrainConfig, finetune
 
-    from .test_gradients import loop_gradients
+    from .test_gradients import loop_gradients, loop_less_features
     src = shared_data / "train/alpaca/alpagasus_random_9k.json"
     target = shared_data / "eval/alpaca_eval/alpaca_eval.json"
     out = tmp_path / "sel.json"
@@ -275,16 +274,8 @@ def test_less_on_real_model_cli_and_formula(default_lm, shared_data, tmp_path):
     def hook(snap):
         if snap.epoch != 1:
             return
-        mods = trainable_linears(snap.lm.model)
-        n = sum(m.weight.numel() for _, m in mods)
-        P = RademacherProjector(n, 64)
-        R = torch.cat([P.block(j) for j in range(-(-n // P.block_rows))]).double().numpy()
-        g = loop_gradients(snap.lm, ds.subset([0, 1]), eos=True).double().numpy()
-        m = torch.cat([snap.optimizer.state[x.weight]["exp_avg"].reshape(-1) for _, x in mods]).double().numpy()
-        v = torch.cat([snap.optimizer.state[x.weight]["exp_avg_sq"].reshape(-1) for _, x in mods]).double().numpy()
-        A = (0.9 * m + 0.1 * g) / np.sqrt(0.999 * v + 0.001 * g * g + 1e-8) @ R
+        R, A = loop_less_features(snap, ds.subset([0, 1]), 64)
         V = loop_gradients(snap.lm, tg, eos=True).double().numpy() @ R
-        A /= np.linalg.norm(A, axis=1, keepdims=True)
         V /= np.linalg.norm(V, axis=1, keepdims=True)
         got.append((A @ V.T).mean(1))
 

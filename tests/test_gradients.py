@@ -92,3 +92,18 @@ def test_only_lora_weights(tiny_llama):
     assert all(p.requires_grad for p in tiny_llama.model.parameters())   # a plain model trains everything
     with pytest.raises(Exception, match="trainable Linear"):
         trainable_linears(tiny_llama.model)
+
+
+def loop_less_features(snap, ds, dim):
+    """The LESS pieces written out, for tests: the checkpoint's projection matrix R (as
+    ``RademacherProjector(n, dim, seed=0)`` draws it) and the pool's unit-norm Adam features from the
+    one-backward-per-example loop (response + EOS), with LESS's constants."""
+    mods = trainable_linears(snap.lm.model)
+    n = sum(m.weight.numel() for _, m in mods)
+    P = RademacherProjector(n, dim, seed=0)
+    R = torch.cat([P.block(j) for j in range(-(-n // P.block_rows))]).double().numpy()
+    g = loop_gradients(snap.lm, ds, eos=True).double().numpy()
+    m = torch.cat([snap.optimizer.state[x.weight]["exp_avg"].reshape(-1) for _, x in mods]).double().numpy()
+    v = torch.cat([snap.optimizer.state[x.weight]["exp_avg_sq"].reshape(-1) for _, x in mods]).double().numpy()
+    A = (0.9 * m + 0.1 * g) / np.sqrt(0.999 * v + 0.001 * g * g + 1e-8) @ R
+    return R, A / np.linalg.norm(A, axis=1, keepdims=True)

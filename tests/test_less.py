@@ -3,14 +3,12 @@ from a plain loop (one backward each), the Adam feature written out, the same Ra
 checkpoint weights from the training log's learning rates, mean cosine per subtask, max over them."""
 import numpy as np
 import pytest
-import torch
 
 import tunesift
 from tunesift.data import read_dataset
-from tunesift.signals.gradients import RademacherProjector, trainable_linears
 from tunesift.train import TrainConfig, finetune
 
-from .test_gradients import loop_gradients
+from .test_gradients import loop_gradients, loop_less_features
 from .test_methods import _target_set
 
 KW = dict(epochs=2, lora_r=4, lora_alpha=8, lora_dropout=0.0, proj_dim=48, warmup_fraction=0.5, learning_rate=1e-2,
@@ -36,14 +34,7 @@ def test_less_matches_the_formula_computed_independently(tiny_llama, alpaca_file
     def hook(snap):
         if snap.epoch == 0:
             return
-        mods = trainable_linears(snap.lm.model)
-        n = sum(m.weight.numel() for _, m in mods)
-        P = RademacherProjector(n, 48, seed=0)
-        R = torch.cat([P.block(j) for j in range(-(-n // P.block_rows))]).double().numpy()
-        g = loop_gradients(snap.lm, ds, eos=True).double().numpy()
-        m = torch.cat([snap.optimizer.state[x.weight]["exp_avg"].reshape(-1) for _, x in mods]).double().numpy()
-        v = torch.cat([snap.optimizer.state[x.weight]["exp_avg_sq"].reshape(-1) for _, x in mods]).double().numpy()
-        A = unit((0.9 * m + 0.1 * g) / np.sqrt(0.999 * v + 0.001 * g * g + 1e-8) @ R)
+        R, A = loop_less_features(snap, ds, 48)
         V = loop_gradients(snap.lm, tg, eos=True).double().numpy() @ R
         if subtask_score == "code":
             C = A @ unit(V).T

@@ -9,10 +9,10 @@ import torch
 
 import tunesift
 from tunesift.data import read_dataset
-from tunesift.signals.gradients import RademacherProjector, trainable_linears
+from tunesift.signals.gradients import trainable_linears
 from tunesift.train import TrainConfig, finetune
 
-from .test_gradients import loop_gradients
+from .test_gradients import loop_less_features
 from .test_methods import _preference_set, cherry_prompt
 
 KW = dict(epochs=2, lora_r=4, lora_alpha=8, lora_dropout=0.0, proj_dim=48, warmup_fraction=0.5, learning_rate=1e-2,
@@ -47,14 +47,7 @@ def test_rose_matches_dpo_gradients_computed_independently(tiny_llama, alpaca_fi
             return
         model, tok = snap.lm.model, snap.lm.tokenizer
         mods = trainable_linears(model)
-        n = sum(m.weight.numel() for _, m in mods)
-        P = RademacherProjector(n, 48, seed=0)
-        R = torch.cat([P.block(j) for j in range(-(-n // P.block_rows))]).double().numpy()
-        g = loop_gradients(snap.lm, ds, eos=True).double().numpy()
-        m = torch.cat([snap.optimizer.state[x.weight]["exp_avg"].reshape(-1) for _, x in mods]).double().numpy()
-        v = torch.cat([snap.optimizer.state[x.weight]["exp_avg_sq"].reshape(-1) for _, x in mods]).double().numpy()
-        A = (0.9 * m + 0.1 * g) / np.sqrt(0.999 * v + 0.001 * g * g + 1e-8) @ R
-        A /= np.linalg.norm(A, axis=1, keepdims=True)
+        R, A = loop_less_features(snap, ds, 48)
         V = []
         for r, (rw, rl) in zip(triples, ref):
             model.zero_grad()
