@@ -339,3 +339,23 @@ def test_rose_on_real_model_cli(default_lm, shared_data, tmp_path):
     t = pd.read_parquet(tmp_path / "sel.scores.parquet")
     assert t["selected"].sum() == 2 and t["score"].between(-1, 1).all()
     assert set(t.loc[t["selected"], "score"]) == set(t["score"].nlargest(2))
+
+
+def test_g2is_on_real_model_cli(default_lm, shared_data, tmp_path):
+    """G2IS from the CLI on the real default model: every pick belongs to a component of the target's
+    PCA, and each component's picks pass the walk's no-conflict rule."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    src = shared_data / "train/alpaca/alpagasus_random_9k.json"
+    target = shared_data / "eval/alpaca_eval/alpaca_eval.json"
+    r = CliRunner().invoke(app, ["select", str(src), "-m", "g2is", "-b", "3", "--limit", "8", "--max-length", "256",
+                                 "-p", f"target={target}", "-p", "target_limit=4", "-p", "template=alpaca",
+                                 "-p", "epochs=1", "-p", "lora_r=2", "-p", "lora_alpha=8", "-p", "proj_dim=64",
+                                 "-p", "warmup_fraction=0.5", "-p", "graph_k=4", "-o", str(tmp_path / "sel.json"),
+                                 "-q", "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    t = pd.read_parquet(tmp_path / "sel.scores.parquet")
+    assert 1 <= t["selected"].sum() <= 3
+    assert (t.loc[t["selected"], "g2is_component"] >= 0).all() and (t.loc[~t["selected"], "g2is_component"] == -1).all()
