@@ -164,14 +164,20 @@ def max_over_tasks(inf: Influence, prefix: str) -> pd.DataFrame:
     max over subtasks as the score, the subtask that gave it, one column per subtask (up to 16)."""
     S = weighted(inf)
     names = sorted(set(inf.tasks))
-    ok = inf.n_tokens > 0
+    table = base_table(inf)
+    ok = table["eligible"].to_numpy()
     best = np.argmax(np.where(np.isnan(S), -np.inf, S), axis=1)
-    table = pd.DataFrame({"score": np.where(ok, np.nanmax(S, axis=1), np.nan)})
-    table["eligible"] = ok
-    table["reason"] = np.where(ok, "", "no response tokens within max_length")
+    table["score"] = np.where(ok, np.nanmax(S, axis=1), np.nan)
     table["best_task"] = np.where(ok, np.asarray(names, dtype=object)[best], "")
     if len(names) <= 16:
         for k, n in enumerate(names):
             table[f"{prefix}_{n}"] = np.where(ok, S[:, k], np.nan)
-    table["warmup"] = inf.warmup
     return table
+
+
+def base_table(inf: Influence) -> pd.DataFrame:
+    """score (NaN: the method fills it), eligible (the example had a token to take a gradient of),
+    reason, and whether the warm-up trained on it."""
+    ok = inf.n_tokens > 0
+    return pd.DataFrame({"score": np.nan, "eligible": ok,
+                         "reason": np.where(ok, "", "no response tokens within max_length"), "warmup": inf.warmup})

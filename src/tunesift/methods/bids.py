@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..data.io import Dataset
 from ..selectors import Budget, balanced_greedy
-from ._influence import InfluenceConfig, influence, unit, weighted
+from ._influence import InfluenceConfig, base_table, influence, unit, weighted
 from .base import Context, SetMethod, choose, register
 
 
@@ -81,12 +81,10 @@ class BIDS(SetMethod):
         ok = inf.n_tokens > 0
         Z = normalise_columns(A[:, keep], np.flatnonzero(ok))
         self.task_names_, self.utility_ = task_utility(Z, np.asarray(inf.tasks)[keep], c.task_aggregate)
-        table = pd.DataFrame({"score": np.nan, "eligible": ok,
-                              "reason": np.where(ok, "", "no response tokens within max_length")})
+        table = base_table(inf)
         if len(self.task_names_) <= 16:
             for k, n in enumerate(self.task_names_):
                 table[f"bids_{n}"] = np.where(ok, self.utility_[:, k], np.nan)
-        table["warmup"] = inf.warmup
         self.checkpoint_weights_ = inf.weights.tolist()
         return table
 

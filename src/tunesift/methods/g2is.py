@@ -37,7 +37,7 @@ from ..data.io import Dataset
 from ..selectors import Budget
 from ..selectors.graph_walk import component_budgets, gradient_walk, principal_directions
 from ..selectors.neighbors import knn_graph
-from ._influence import InfluenceConfig, influence, unit
+from ._influence import InfluenceConfig, base_table, influence, unit
 from .base import Context, SetMethod, choose, register
 
 log = logging.getLogger("tunesift")
@@ -76,11 +76,7 @@ class G2IS(SetMethod):
         self.features_ = np.concatenate([wi * T for wi, (T, _) in zip(w, inf.reduced)], axis=1)
         self.val_features_ = np.concatenate([wi * U for wi, (_, U) in zip(w, inf.reduced)], axis=1)
         self.components_, self.component_weights_ = principal_directions(self.val_features_, c.val_k, c.pca_mode)
-        ok = inf.n_tokens > 0
-        table = pd.DataFrame({"score": np.nan, "eligible": ok,
-                              "reason": np.where(ok, "", "no response tokens within max_length")})
-        table["warmup"] = inf.warmup
-        return table
+        return base_table(inf)
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
         c = self.config
