@@ -1,4 +1,4 @@
-"""The LESS pipeline that influence-based methods share (LESS, BIDS): a LoRA warm-up on a random
+"""The LESS pipeline that influence-based methods share (LESS, BIDS, ROSE, G2IS): a LoRA warm-up on a random
 slice of the pool, and at each epoch's checkpoint the pool's Adam-preconditioned gradient features
 and the target set's plain gradient features, reduced by the method as they come (a pool's worth of
 8,192-dimensional features per checkpoint would not all fit in memory at scale)."""

@@ -38,3 +38,19 @@ def token_batches(lengths: Sequence[int], todo: Sequence[int], batch_tokens: int
     if cur:
         batches.append(cur)
     return batches
+
+
+def pad_id_of(tokenizer) -> int:
+    """The id right padding uses: the pad token, else EOS, else 0 (under causal attention a pad placed
+    after a sequence never reaches its real tokens, so any id serves)."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return tokenizer.eos_token_id or 0
+
+
+def right_padded(seqs: Sequence[np.ndarray], pad_id: int) -> np.ndarray:
+    """[rows, longest] int64 token ids, each row right-padded with ``pad_id``."""
+    ids = np.full((len(seqs), max(len(x) for x in seqs)), pad_id, dtype=np.int64)
+    for r, x in enumerate(seqs):
+        ids[r, :len(x)] = x
+    return ids

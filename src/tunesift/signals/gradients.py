@@ -20,7 +20,7 @@ import numpy as np
 from ..data.errors import TunesiftError
 from ..models.heads import body_and_head, head_logits
 from ..models.templates import Rendered
-from .batching import token_batches
+from .batching import pad_id_of, right_padded, token_batches
 from .likelihood import tokenize_targets
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8   # LESS's constants (equal to AdamW's defaults)
@@ -124,7 +124,7 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
     losses = np.zeros(len(prep), dtype=np.float64)
     todo = [i for i in range(len(prep)) if n_tok[i]]
     tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    pad = pad_id_of(tok)
     body, head, cap = body_and_head(model)
     seen: dict = {}
 
@@ -147,10 +147,7 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
     bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not progress, leave=False)
     try:
         for b in token_batches([len(p.ids) for p in prep], todo, batch_tokens):
-            L = len(prep[b[0]].ids)
-            ids = torch.full((len(b), L), pad, dtype=torch.long)
-            for r, i in enumerate(b):
-                ids[r, :len(prep[i].ids)] = torch.from_numpy(prep[i].ids)
+            ids = torch.from_numpy(right_padded([prep[i].ids for i in b], pad))
             rows = torch.from_numpy(np.repeat(np.arange(len(b)), n_tok[b]))
             cols = torch.from_numpy(np.concatenate([prep[i].pos for i in b]).astype(np.int64))
             ids, rows, cols = ids.to(dev), rows.to(dev), cols.to(dev)

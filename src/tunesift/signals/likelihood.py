@@ -26,6 +26,7 @@ from ..models.heads import HeadNLL, body_and_head, compiled, head_logits, head_r
 from ..models.inplace import inplace_mlps
 from ..models.loading import LoadedLM, cache_root
 from ..models.templates import Rendered
+from .batching import pad_id_of, right_padded
 from .cache import ShardCache
 
 log = logging.getLogger("tunesift")
@@ -217,7 +218,7 @@ class LikelihoodEngine:
         if not getattr(tok, "is_fast", False):
             raise TunesiftError("the likelihood engine needs a fast (Rust) tokenizer for token offsets; "
                                 f"{type(tok).__name__} is not one")
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        self.pad_id = pad_id_of(tok)
 
     # ------------------------------------------------------------ tokenisation
     def prepare(self, requests: Sequence[Rendered], max_target_tokens: Sequence[int | None] | None = None) -> list[_Prepared]:
@@ -512,10 +513,7 @@ class LikelihoodEngine:
 
     def _padded(self, items: list[_Prepared]) -> np.ndarray:
         """Right-padded [rows, longest] token ids of a batch."""
-        ids = np.full((len(items), max(len(p.ids) for p in items)), self.pad_id, dtype=np.int64)
-        for r, p in enumerate(items):
-            ids[r, :len(p.ids)] = p.ids
-        return ids
+        return right_padded([p.ids for p in items], self.pad_id)
 
     def _mlp_patch(self):
         import contextlib

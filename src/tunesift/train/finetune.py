@@ -39,6 +39,7 @@ from ..data.io import Dataset, atomic_path
 from ..models.heads import body_and_head, head_logits, head_reproduces_logits
 from ..models.loading import LoadedLM, load_causal_lm
 from ..models.templates import TEMPLATES, render_conversation
+from ..signals.batching import pad_id_of
 
 log = logging.getLogger("tunesift")
 
@@ -273,7 +274,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         return cfg.lr * max(0.0, (total - s) / max(1, total - warm))
 
     use_bf16 = cfg.bf16 if cfg.bf16 is not None else (dev.type == "cuda" and torch.cuda.is_bf16_supported())
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else (lm.tokenizer.eos_token_id or 0)
+    pad = pad_id_of(lm.tokenizer)
     history: list[dict] = []
     n_tokens = 0
     fast = None
