@@ -26,6 +26,7 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.loading import LoadedLM, load_causal_lm
 from ..selectors import Budget, top_k
+from .faithfulness import Divergence
 
 REGISTRY: dict[str, type["Method"]] = {}
 
@@ -121,6 +122,9 @@ class Method:
     summary: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     default_budget: ClassVar[str | None] = "5%"
+    # Where the default differs from the official code or the paper, and how to get the other rule
+    # (rendered into docs/faithfulness.md).
+    faithfulness: ClassVar[tuple[Divergence, ...]] = ()
 
     def __init__(self, config: Any = None, **params: Any):
         if config is not None and params:
