@@ -47,7 +47,7 @@ def test_ifd_matches_paper_formula(tiny_llama, alpaca_file, tmp_path):
     want = math.exp(loss_of(tiny_llama, cherry_prompt(rec), rec["output"])) / math.exp(
         loss_of(tiny_llama, "### Response:", rec["output"]))
     assert ppl.table.loc[1, "ifd"] == pytest.approx(want, rel=1e-4)
-    # the selection rule: eligible iff IFD <= 1 (and nothing truncated); top-k by IFD among those
+    # the selection rule: eligible iff IFD <= 1 (long examples are kept: tests/test_ifd_family.py)
     t = res.table
     assert (t["eligible"] == (t["ifd"] <= 1)).all()
 

@@ -1,25 +1,33 @@
 """IFD: Instruction-Following Difficulty (Cherry LLM).
 
 Li et al., "From Quantity to Quality: Boosting LLM Performance with Self-Guided Data Selection for
-Instruction Tuning", NAACL 2024.  Official code: github.com/MingLiiii/Cherry_LLM.
+Instruction Tuning", NAACL 2024.  Official code: github.com/MingLiiii/Cherry_LLM
+(``cherry_seletion/data_analysis.py`` scores, ``cherry_seletion/data_by_IFD.py`` selects).
 
 IFD(Q, A) = s(A | Q) / s(A), where s is the mean cross-entropy over the response tokens: how much
 the instruction helps the model predict the response.  Examples with IFD > 1 (the instruction does
 not help) are discarded, then the highest IFD are kept.
 
-Faithfulness notes:
+What the default is: IFD from the given model directly (no pre-experienced model), with the
+Alpaca prompt and max_length 512 of Cherry's ``scripts/cherry_analysis.sh`` /
+``cherry_selection.sh``.  This is neither Cherry's V1 (IFD from a pre-experienced model, which
+needs the fine-tuning engine first) nor its README's V2 (llama2 with Vicuna's prompt:
+``template="vicuna"``, whose direct pass starts after "ASSISTANT:" as ``data_analysis_vic.py``'s).
+
+Faithfulness notes (each also a ``Divergence`` row on the class):
 - ``variant="loss_ratio"`` (default) is the paper's and Cherry code's ratio of mean losses.
   ``"ppl_ratio"`` is PPL(A|Q)/PPL(A) = exp(s(A|Q) - s(A)), used by the Superfiltering and
   Reflection-Tuning code.  They agree on the threshold 1 but rank differently.
-- Cherry's Alpaca mode (the default here): conditioned text = the Alpaca prompt ending in
-  "### Response:" followed directly by the response; the direct pass scores the response after
-  "### Response:", so its first token has context.  (Cherry's own script defaults to its 'wiz' prompt.)
-- Cherry drops examples whose response would be truncated at max_length (512) and IFD > 1:
-  ``truncation="drop"`` reproduces this; ``"truncate"`` scores the kept prefix in both passes.
+- The conditioned text is the Alpaca prompt ending in "### Response:" followed directly by the
+  response; the direct pass scores the response after "### Response:", so its first token has context.
+- Long examples are kept: Cherry truncates the conditioned pass at max_length and the direct pass
+  at max_length - len(prompt) + len("### Response:") tokens, so both score the same response
+  prefix and its "truncated" check (``data_by_IFD.py`` line 100) never fires.  ``truncation="truncate"``
+  (default) does the same; ``"drop"`` makes truncated examples ineligible (tunesift's old default).
+- Ties: Cherry sorts (IFD, index) ascending and keeps the tail, so among equal IFDs the later
+  example wins (``ties="last"``, default); ``ties="first"`` keeps the earlier one.
 - The budget: a fraction here is of the input pool; Cherry's ``sample_rate`` applies to the
   survivors of its filters.  Use a count for an exact size.
-- The pre-experienced model phase (V1) needs the fine-tuning engine; this is the V2 setting
-  (IFD from the given model directly), which the authors' README describes as their V2.
 - The response span is located by token offsets, not by ``rfind`` of the response text.
 """
 from __future__ import annotations
@@ -31,9 +39,10 @@ import pandas as pd
 
 from ..data.io import Dataset
 from ..models.templates import TEMPLATES
+from ..selectors import Budget, top_k
 from .base import Context, Method, choose, register
+from .faithfulness import Divergence
 from ._passes import conditioned, direct, resolve_template
-
 
 @dataclass
 class IFDConfig:
@@ -41,14 +50,16 @@ class IFDConfig:
     template: str = "alpaca"         # alpaca | vicuna | plain | chat | auto
     direct_prefix: str | None = None  # text before the response in the direct pass; None = template's tag
     max_length: int = 512
-    truncation: str = "drop"         # drop (Cherry) | truncate
+    truncation: str = "truncate"     # truncate (Cherry: same response prefix in both passes) | drop
     max_ifd: float = 1.0             # examples above this are ineligible
     strict: bool = False             # also drop IFD == max_ifd (Superfiltering keeps IFD < 1)
+    ties: str = "last"               # last (Cherry: the later of equal IFDs wins) | first
 
     def validate(self) -> None:
         choose(self.variant, ("loss_ratio", "ppl_ratio"), "variant")
         choose(self.template, TEMPLATES + ("auto",), "template")
         choose(self.truncation, ("drop", "truncate"), "truncation")
+        choose(self.ties, ("last", "first"), "ties")
 
 
 def ifd_from(cond_mean: np.ndarray, direct_mean: np.ndarray, variant: str) -> np.ndarray:
@@ -56,6 +67,13 @@ def ifd_from(cond_mean: np.ndarray, direct_mean: np.ndarray, variant: str) -> np
         if variant == "loss_ratio":
             return cond_mean / direct_mean
         return np.exp(cond_mean - direct_mean)
+
+
+def same_prefix_caps(cond) -> np.ndarray:
+    """Per-example cap on the direct pass's target tokens: where the conditioned pass was truncated,
+    the response tokens it kept (the authors' direct max_length of max_length - len(prompt) + len(tag)
+    tokens), so both passes score the same prefix; -1 = no cap."""
+    return np.where(cond.truncated, cond.n_tokens, -1)
 
 
 @register
@@ -66,15 +84,39 @@ class IFD(Method):
     venue = "NAACL 2024"
     code = "https://github.com/MingLiiii/Cherry_LLM"
     needs = ("causal_lm",)
-    summary = "IFD = mean CE(A|Q) / mean CE(A); drop IFD > 1 and truncated responses; keep the highest."
+    summary = ("IFD = mean CE(A|Q) / mean CE(A), long responses scored on the prefix that fits; "
+               "drop IFD > 1; keep the highest.")
+    faithfulness = (
+        Divergence(topic="long examples",
+                   official="cherry_seletion/data_analysis.py:150: direct pass truncated at max_length - "
+                            "len(prompt) + 4 tokens ('### Response:' with BOS), so data_by_IFD.py:100's drop "
+                            "check never fires: both passes score the first max_length - len(prompt) response tokens",
+                   default="official", parameter="truncation=drop (truncated examples ineligible)"),
+        Divergence(topic="ties at the budget's edge",
+                   official="cherry_seletion/data_by_IFD.py:117-120: sorted((IFD, index)) ascending, keep the "
+                            "last sample_number: the later of equal IFDs wins",
+                   default="official", parameter="ties=first"),
+        Divergence(topic="budget base",
+                   official="cherry_seletion/data_by_IFD.py:119: sample_rate x the examples that survived the "
+                            "IFD <= 1 and length filters",
+                   default="ours", parameter="a count budget (e.g. 1000) gives an exact size"),
+        Divergence(topic="model and prompt",
+                   official="scripts/cherry_analysis.sh: Alpaca prompt, max_length 512, on a pre-experienced "
+                            "model (V1, scripts/pre_experience_*.sh); README V2: llama2 directly, Vicuna's prompt",
+                   paper="IFD from a model briefly pre-experienced on a clustered sample",
+                   default="ours",
+                   parameter="template=vicuna for V2's prompt; V1's pre-experienced model: fine-tune first (tunesift train)"),
+        Divergence(topic="response span",
+                   official="cherry_seletion/data_analysis.py:63: text.rfind(response) (wrong when the response "
+                            "also ends the prompt's text)",
+                   default="ours", parameter="none (token offsets)"),
+    )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         c = self.config
         template = resolve_template(c.template, ctx)
         cond = conditioned(data, ctx, template, c.max_length, f"{self.name}: response | prompt")
-        caps = None
-        if c.truncation == "truncate":
-            caps = np.where(cond.truncated, cond.n_tokens, -1)
+        caps = same_prefix_caps(cond) if c.truncation == "truncate" else None
         dire = direct(data, ctx, c.direct_prefix, template, c.max_length, f"{self.name}: response alone", caps)
         ifd = ifd_from(cond.mean_nll, dire.mean_nll, c.variant)
         table = pd.DataFrame({
@@ -94,3 +136,12 @@ class IFD(Method):
         table["eligible"] = reason == ""
         table["reason"] = reason
         return table
+
+    def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
+        if self.config.ties == "first":
+            return super().select(table, budget, ctx)
+        # top_k breaks ties by the lower index: rank the reversed table, map back.
+        n = len(table)
+        picks = top_k(table["score"].to_numpy()[::-1], budget, table["eligible"].to_numpy()[::-1],
+                      self.higher_is_better)
+        return (n - 1 - picks).astype(picks.dtype)

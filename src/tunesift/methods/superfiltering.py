@@ -15,13 +15,17 @@ Faithfulness notes:
 - The official scorer maps any exception to IFD 0 (silently excluded); here such examples are
   ineligible with a stated reason.
 - Long examples: the official code truncates (it does not drop); so does this default, scoring the
-  same response prefix in both passes.
+  same response prefix in both passes (``data_analysis.py`` line 132 caps the bare response at
+  max_length - len(prompt) + 1 tokens, GPT-2 having no BOS).
+- Ties: ``select_data.py`` sorts with ``reverse=True``, which Python keeps stable, so the earlier of
+  equal IFDs wins (``ties="first"``, unlike Cherry's).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .base import register
+from .faithfulness import Divergence
 from .ifd import IFD, IFDConfig
 
 
@@ -34,6 +38,7 @@ class SuperfilteringConfig(IFDConfig):
     truncation: str = "truncate"
     max_ifd: float = 1.0
     strict: bool = True
+    ties: str = "first"
 
 
 @register
@@ -44,3 +49,11 @@ class Superfiltering(IFD):
     venue = "ACL 2024"
     code = "https://github.com/tianyi-lab/Superfiltering"
     summary = "IFD as PPL(A|Q)/PPL(A) from a small filter model, plain prompt, keep IFD < 1, top-k."
+    faithfulness = (
+        Divergence(topic="filter model", official="scripts/step1_select_data_analysis_gpt2.sh: gpt2",
+                   default="ours", parameter="--model gpt2 (or a local GPT-2 path)"),
+        Divergence(topic="budget base", official="code_ifd/select_data.py:24: int(52002 * sample_rate)",
+                   default="ours", parameter="a count budget"),
+        Divergence(topic="scoring errors", official="code_ifd/data_analysis.py:48,72: any exception scores 0",
+                   default="ours", parameter="none (ineligible with a reason)"),
+    )
