@@ -122,7 +122,8 @@ LIGHT = {"mods": lambda tmp: dict(epochs=1, max_new_tokens=8),
          "instruction-mining": lambda tmp: dict(rule="file", rule_file=str(_rule(tmp))),
          "recost": lambda tmp: dict(corpus=str(_corpus(tmp)), window=4, n_clusters=2),
          "iterselecttune": lambda tmp: dict(rounds=2, batch=3, n_clusters=2, max_new_tokens=4),
-         "mig": lambda tmp: dict(labels_field="keywords")}
+         "mig": lambda tmp: dict(labels_field="keywords"),
+         "rds": lambda tmp: dict(target=str(_target_set(tmp)))}
 
 
 def _target_set(tmp):
