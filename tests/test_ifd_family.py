@@ -94,3 +94,55 @@ def test_superfiltering_ties_keep_the_earlier_example():
     want = [r["i"] for r in sorted(rows, key=lambda x: (1, x["ifd_ppl"]), reverse=True)[:2]]
     table = pd.DataFrame({"score": [r["ifd_ppl"] for r in rows], "eligible": True})
     assert Superfiltering().select(table, Budget.parse(2), None).tolist() == want
+
+
+VICUNA = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+          "detailed, and polite answers to the user's questions. USER: {instruction} ASSISTANT:")
+VICUNA_INPUT = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+                "detailed, and polite answers to the user's questions. USER: {instruction}\nInput:\n{input} ASSISTANT:")
+
+
+def whole_loss(lm, text: str, max_length: int) -> float:
+    """The authors' get_perplexity_and_embedding_whole_text: truncate, HF mean loss over every token."""
+    ids = torch.tensor([lm.tokenizer.encode(text, truncation=True, max_length=max_length)])
+    with torch.no_grad():
+        return lm.model(input_ids=ids, labels=ids).loss.item()
+
+
+def reflection_ifd_rifd(lm, rec: dict, max_length: int):
+    """Reflection-Tuning's selection_code/data_analysis.py + put_analysis_to_data.py for one example:
+    (IFD, r-IFD) as PPL ratios, None where a pass has no target token left."""
+    from tunesift.methods.rifd import REVERSE
+    tok = lm.tokenizer
+    x, y = rec["instruction"] + rec["input"], rec["output"]
+    prompt = (VICUNA_INPUT if rec["input"] else VICUNA).format(**rec)
+    reverse = VICUNA.format(instruction=REVERSE.format(response=y))
+    prompt_len = len(tok.encode(prompt, truncation=True, max_length=max_length))
+    reverse_len = len(tok.encode(reverse, truncation=True, max_length=max_length))
+    out = []
+    for p_len, target, whole, alone_text in ((prompt_len, y, prompt + y, y),
+                                             (reverse_len, rec["instruction"], reverse + x, x)):
+        if max_length - p_len <= 0:
+            out.append(None)
+            continue
+        cond = part_loss(lm, whole, target, max_length)
+        alone = whole_loss(lm, alone_text, max_length - p_len + 1)     # lines 173-174
+        out.append(None if cond is None else math.exp(cond) / math.exp(alone))
+    return out
+
+
+@pytest.mark.parametrize("max_length", [130, 190])   # 130: responses cut; 190: instructions cut
+def test_rifd_direct_passes_capped_as_reflection_tuning(tiny_llama, alpaca_file, tmp_path, max_length):
+    res = tunesift.score(alpaca_file, "rifd", lm=tiny_llama, cache_dir=tmp_path, progress=False, max_length=max_length)
+    t = res.table
+    assert t["truncated"].sum() >= 2
+    for i, rec in enumerate(ALPACA):
+        ifd, rifd = reflection_ifd_rifd(tiny_llama, rec, max_length)
+        if ifd is not None:
+            assert t.loc[i, "ifd"] == pytest.approx(ifd, rel=1e-4), i
+        if rifd is not None:
+            assert t.loc[i, "rifd"] == pytest.approx(rifd, rel=1e-4), i
+        if ifd is None or rifd is None:
+            assert not t.loc[i, "eligible"]
+        else:
+            assert t.loc[i, "eligible"] == (ifd < 1 and rifd < 1), i

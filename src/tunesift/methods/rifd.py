@@ -15,6 +15,10 @@ Faithfulness notes:
   (``variant="loss_ratio"`` gives the loss-ratio versions the code also stores).
 - The code places the instruction and input directly after the reverse prompt and scores both;
   x alone is instruction + input with no template.  Same here.
+- Long examples: each direct pass is capped at max_length - len(its conditioned prompt) + 1 tokens
+  (``data_analysis.py`` lines 173-174, BOS included), so y alone and x alone score the same prefix
+  their conditioned passes kept; here the direct passes take the conditioned passes' token counts
+  as caps where those were truncated.
 - The released code ranks nothing further; the paper's top-k for its ~1k-sample models is not in the
   repository [recalled, unverified].  With a count or fraction budget, tunesift ranks the rule's
   survivors by ``rank_by`` (lowest r-IFD by default).
@@ -31,7 +35,8 @@ from ..data.io import Dataset
 from ..models.templates import Rendered, _single, render_direct
 from .base import Context, Method, choose, register
 from ._passes import conditioned, direct
-from .ifd import ifd_from
+from .faithfulness import Divergence
+from .ifd import ifd_from, same_prefix_caps
 
 REVERSE = ("Below is the response to an instruction, please guess the corresponding instruction for the given "
            "response.\n{response}\nGenerate the instruction for the above response.")
@@ -66,16 +71,32 @@ class RIFD(Method):
     needs = ("causal_lm",)
     summary = "IFD and reversed IFD from the student model; keep pairs with IFD < 1 and r-IFD < 1."
     default_budget = "all"
+    faithfulness = (
+        Divergence(topic="long examples",
+                   official="selection_code/data_analysis.py:173-174: x alone and y alone truncated at max_length - "
+                            "len(reverse prompt) + 1 and max_length - len(prompt) + 1 tokens: the prefixes the "
+                            "conditioned passes keep",
+                   default="official", parameter="none"),
+        Divergence(topic="ranking within the rule's survivors",
+                   official="selection_code/get_select_data.py: keeps every pair that passes; no top-k in the code",
+                   paper="top-k for the ~1k-sample models [recalled, unverified]",
+                   default="official", parameter="a count or fraction budget ranks by rank_by"),
+        Divergence(topic="response span",
+                   official="selection_code/data_analysis.py:79: text.rfind(target)",
+                   default="ours", parameter="none (token offsets)"),
+    )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         c = self.config
         eng = ctx.engine(c.max_length)
         cond = conditioned(data, ctx, c.template, c.max_length, "rifd: response | instruction")
-        dire = direct(data, ctx, "", c.template, c.max_length, "rifd: response alone")
+        dire = direct(data, ctx, "", c.template, c.max_length, "rifd: response alone", same_prefix_caps(cond))
         parts = [(e.instruction if e.instruction is not None else e.prompt, e.input or "", e.response)
                  for e in data.examples]
         rev = eng.nll([reverse_rendering(i, x, r, c.template) for i, x, r in parts], desc="rifd: instruction | reversed")
-        ins = eng.nll([render_direct(i + x) for i, x, _ in parts], desc="rifd: instruction alone")
+        ins_caps = [int(n) if n >= 0 else None for n in same_prefix_caps(rev)]
+        ins = eng.nll([render_direct(i + x) for i, x, _ in parts], max_target_tokens=ins_caps,
+                      desc="rifd: instruction alone")
         ifd = ifd_from(cond.mean_nll, dire.mean_nll, c.variant)
         rifd = ifd_from(rev.mean_nll, ins.mean_nll, c.variant)
         table = pd.DataFrame({"score": -rifd if c.rank_by == "rifd" else ifd, "ifd": ifd, "rifd": rifd,
