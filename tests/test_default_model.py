@@ -82,7 +82,8 @@ def test_selectit_on_real_model_cli_and_formula(default_lm, shared_data, tmp_pat
         ids = tok(rating_text(line, instruction_text(e), e.response), return_tensors="pt").input_ids
         with torch.no_grad():
             p = torch.softmax(m(input_ids=ids).logits[0, -1].double(), -1)
-        P = np.array([float(p[tok.encode(d, add_special_tokens=False)[0]]) for d in "12345"])
+        P = np.array([float(p[tok.get_vocab()[d]]) for d in "12345"])      # the bare digit tokens
+        P = np.exp(P / P.sum())          # the official code's second softmax (the default)
         P /= P.sum()
         b = int(P.argmax())
         s_tok.append((b + 1) * (P[b] - P).sum() / 4)

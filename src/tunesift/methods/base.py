@@ -79,6 +79,11 @@ class Context:
             from ..signals.embeddings import LMEmbedder   # the run's causal LM, mean-pooled
             self.embedder_obj = LMEmbedder(self.causal_lm(), cache_dir=self.cache_dir, use_cache=self.use_cache,
                                            progress=self.progress)
+        if self.embedder_obj is None and self.embedder_model == "lm-last":
+            from ..signals.embeddings import LastTokenEmbedder   # the run's causal LM, last token (DEITA)
+            self.embedder_obj = LastTokenEmbedder(self.causal_lm(), max_length=self.max_length or 2048,
+                                                  batch_tokens=self.batch_tokens, cache_dir=self.cache_dir,
+                                                  use_cache=self.use_cache, progress=self.progress)
         if self.embedder_obj is None:
             from ..signals.embeddings import Embedder
             self.embedder_obj = Embedder(self.embedder_model, device=self.device, cache_dir=self.cache_dir,

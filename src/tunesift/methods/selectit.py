@@ -1,27 +1,28 @@
 """SelectIT: selective instruction tuning by the model's own uncertainty about its rating.
 
 Liu et al., "SelectIT: Selective Instruction Tuning for LLMs via Uncertainty-Aware Self-Reflection",
-NeurIPS 2024 (github.com/Blue-Raincoat/SelectIT).
+NeurIPS 2024 (github.com/Blue-Raincoat/SelectIT, ``self_reflection/``).
 
 The base model reads a rating prompt and the probabilities P_1..P_5 of the next tokens "1".."5" are
 taken from one forward pass (nothing is generated; tunesift batches these passes in the likelihood
-engine, the official code runs one example per pass).
-- Token level: P' = P / sum(P); S_base = argmax P' (1..5); S_token = S_base * sum_i (P'_base - P'_i) / (K - 1).
+engine, the official code runs one example per pass).  The rating tokens are the bare digits, as the
+code's hard-coded LLaMA-2 ids (``models.judge.rating_token_ids``), so SentencePiece tokenizers work.
+- Token level: P' = softmax(P / sum(P)) -- the official code's second softmax, in all three of its
+  scripts (token, sentence and model level); ``normalization="paper"`` takes P' = P / sum(P).
+  S_base = argmax P' (1..5); S_token = S_base * sum_i (P'_base - P'_i) / (K - 1).
 - Sentence level, over ``k`` rating prompts: S_sent = mean(S_token) / (1 + alpha * std(S_token)), std
   the population std as in the code.
-- Model level, over models of different sizes: S = sum_n w_n S_sent^(n).
+- Model level, over models of different sizes: S = sum_n w_n S_sent^(n), w_n the paper's parameter
+  shares (``model_weights="official_code"``: the code's 7/20, 13/20, 70/90 for its three models).
 Selection: the top 20% by S.
 
-Divergences offered by name (defaults follow the paper):
-- ``normalization="token_level_code"``: the official ``token_level.py`` applies a second softmax
-  (exp(P'/1) renormalised), which flattens the confidence term; ``sentence_level.py`` does not.
-- ``model_weights="official_code"``: ``model_level.py`` hard-codes 7/20, 13/20, 70/90 for its three
-  models (smallest first) instead of the paper's parameter shares theta_n / sum(theta).
 The prompt layout is the official code's: the rating line, a blank line, ``Instruction:`` + the
 instruction, ``Response:`` + the response, then ``The answer is: `` on its own line.  The rating
-lines below are tunesift's own paraphrases of the task; ``prompts_file`` takes any others (one per
-line), e.g. the authors' ``data/rating_prompt.txt``.  Ties are broken by lower index (the code's
-sort puts the higher index first).
+lines are tunesift's own paraphrases of the task; ``prompts_file`` takes any others (one per line),
+e.g. the authors' ``data/rating_prompt.txt``.  A prompt over ``max_length`` tokens loses its middle
+(the first quarter and the last three quarters of its tokens are kept, and it is flagged
+``truncated``): the rating instruction and the answer cue survive, the example's content is cut; the
+official code never truncates.  The ``faithfulness`` rows list every divergence.
 """
 from __future__ import annotations
 
@@ -33,20 +34,11 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
-from ._judging import question_text
+from ..models.judge import rating_token_ids
+from ._judging import RATING_PROMPTS, question_text, rating_text
 from .base import Context, Method, choose, register
+from .faithfulness import Divergence
 
-RATING_PROMPTS = (
-    "Rate from 1 to 5 how well the response below fulfils the instruction, judging accuracy and helpfulness. "
-    "Answer with a single digit.",
-    "On a scale of 1 (poor) to 5 (excellent), score the quality of the response to the instruction. "
-    "Reply with one number.",
-    "Judge whether the response follows the instruction correctly and completely. Give a score between 1 and 5.",
-    "Considering relevance, correctness and clarity, how good is this response to the instruction? "
-    "Score it 1, 2, 3, 4 or 5.",
-    "You are grading an assistant. Read the instruction and its response, then output a grade from 1 (worst) "
-    "to 5 (best).",
-)
 OFFICIAL_MODEL_WEIGHTS = (7 / 20, 13 / 20, 70 / 90)
 
 
@@ -54,7 +46,7 @@ OFFICIAL_MODEL_WEIGHTS = (7 / 20, 13 / 20, 70 / 90)
 class SelectITConfig:
     k: int = 5                        # rating prompts per example (sentence level)
     alpha: float = 0.2
-    normalization: str = "paper"      # paper | token_level_code
+    normalization: str = "official"   # official (the code's second softmax) | paper (P / sum P)
     models: str = ""                  # extra models (comma-separated paths) for the model level
     model_weights: str = "paper"      # paper (parameter shares) | official_code (7/20, 13/20, 70/90)
     prompts_file: str | None = None
@@ -68,7 +60,9 @@ class SelectITConfig:
         choose(self.backend, ("local", "api"), "backend")
         if self.backend == "api" and not (self.api_base and self.api_model):
             raise TunesiftError("selectit backend=api needs api_base and api_model")
-        choose(self.normalization, ("paper", "token_level_code"), "normalization")
+        if self.normalization == "token_level_code":     # the option's earlier name
+            self.normalization = "official"
+        choose(self.normalization, ("official", "paper"), "normalization")
         choose(self.model_weights, ("paper", "official_code"), "model_weights")
         if self.k < 1:
             raise TunesiftError("k must be at least 1")
@@ -82,27 +76,11 @@ def rating_prompts(cfg: SelectITConfig) -> list[str]:
     return list(lines[:cfg.k])
 
 
-def rating_text(line: str, instruction: str, response: str) -> str:
-    # readlines() keeps the line's newline and the code adds another: a blank line follows the rating line
-    return f"{line}\n\nInstruction:{instruction}\nResponse:{response}\nThe answer is: \n"
-
-
-def digit_ids(tokenizer) -> list[int]:
-    ids = []
-    for d in "12345":
-        t = tokenizer.encode(d, add_special_tokens=False)
-        if len(t) != 1:
-            raise TunesiftError(f"selectit: the tokenizer splits the rating '{d}' into {len(t)} tokens; "
-                                "it needs single-token digits")
-        ids.append(t[0])
-    return ids
-
-
-def token_scores(logprobs: np.ndarray, normalization: str = "paper") -> np.ndarray:
+def token_scores(logprobs: np.ndarray, normalization: str = "official") -> np.ndarray:
     """S_token per row of log-probabilities of the ratings 1..K."""
     P = np.exp(logprobs)
     Pn = P / P.sum(axis=1, keepdims=True)
-    if normalization == "token_level_code":
+    if normalization in ("official", "token_level_code"):
         e = np.exp(Pn)
         Pn = e / e.sum(axis=1, keepdims=True)
     K = Pn.shape[1]
@@ -131,6 +109,36 @@ class SelectIT(Method):
     needs = ("causal_lm",)
     summary = "Rating-token uncertainty (one forward pass, no generation) over prompts and model sizes; top 20%."
     default_budget = "20%"
+    faithfulness = (
+        Divergence(topic="rating normalisation",
+                   official="self_reflection/sentence_level.py:83-86 (token_level.py:82-84, model_level.py:66-69): "
+                            "P / sum(P), then exp and renormalise (a second softmax)",
+                   paper="P' = P / sum(P)", default="official", parameter="normalization=paper"),
+        Divergence(topic="model-level weights",
+                   official="self_reflection/model_level.py:115-117: 7/20, 13/20, 70/90 for exactly three models, "
+                            "smallest first",
+                   paper="parameter shares theta_n / sum(theta) (7/90, 13/90, 70/90)", default="paper",
+                   parameter="model_weights=official_code (three models only; the code's weights look like a typo)"),
+        Divergence(topic="confidence sum when k != 5",
+                   official="self_reflection/sentence_level.py:96-98: sums over the first k ratings and divides by "
+                            "k - 1, k being the number of prompts (the rating count only at k=5)",
+                   paper="K = 5 rating classes", default="paper", parameter="k=5 (the code's default) agrees"),
+        Divergence(topic="long prompts",
+                   official="self_reflection/sentence_level.py:62-65: the whole prompt, never truncated; an exception "
+                            "in the forward is printed and the example dropped (lines 76-77), shifting later indices",
+                   default="ours",
+                   parameter="max_length=N: a longer prompt keeps its first N/4 and last 3N/4 tokens (rating "
+                             "instruction and answer cue kept), flagged truncated"),
+        Divergence(topic="rating prompts",
+                   official="data/rating_prompt.txt, read at self_reflection/sentence_level.py:14 (first k lines); "
+                            "token_level.py:13 picks one line at random",
+                   default="ours",
+                   parameter="prompts_file=<the authors' data/rating_prompt.txt> (k=1 takes its first line)"),
+        Divergence(topic="ties",
+                   official="self_reflection/sentence_level.py:108: sorted by (score, index) descending: ties go to "
+                            "the higher index",
+                   default="ours", parameter="none (tunesift's top-k breaks ties to the lower index)"),
+    )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         from ..models.loading import load_causal_lm
@@ -147,7 +155,7 @@ class SelectIT(Method):
             eng = ctx.engine(cfg.max_length) if j == 0 else LikelihoodEngine(
                 lm, max_length=ctx.max_length or cfg.max_length, batch_tokens=ctx.batch_tokens,
                 cache_dir=ctx.cache_dir, use_cache=ctx.use_cache, progress=ctx.progress)
-            lp, tr = eng.next_token_logprobs(texts, digit_ids(lm.tokenizer), desc=f"selectit rating ({lm.name})")
+            lp, tr = eng.next_token_logprobs(texts, rating_token_ids(lm.tokenizer), desc=f"selectit rating ({lm.name})")
             tok = token_scores(lp, cfg.normalization).reshape(len(data), len(lines))
             sent.append(sentence_scores(tok, cfg.alpha))
             sizes.append(sum(p.numel() for p in lm.model.parameters()))

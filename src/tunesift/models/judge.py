@@ -10,6 +10,9 @@
 log-probabilities): the first digit 1..K of the answer is the rating; an answer with none is asked
 again with sampling (``parse_retries`` times, each a distinct cached request), then left as NaN and
 counted in ``unparsed`` -- never scored 0.
+
+``rating_token_ids(tokenizer)`` gives the local back end its rating tokens: the bare digit tokens,
+as SelectIT's code reads them (LLaMA-2's ids of "1".."5", not of a word-start "▁1").
 """
 from __future__ import annotations
 
@@ -20,6 +23,25 @@ from typing import Sequence
 import numpy as np
 
 from ..data.errors import TunesiftError
+
+
+def rating_token_ids(tokenizer, labels: Sequence[str] = "12345") -> list[int]:
+    """The id of each rating label as a bare token (no word-start marker): its own vocabulary entry,
+    else the last piece of its encoding when that piece alone decodes to the label.  SentencePiece
+    tokenizers (LLaMA-2, Mistral) encode "1" as "▁" + "1", yet after the rating prompt's closing
+    newline the model emits the bare "1" -- the token SelectIT's code reads (its hard-coded 29896..)."""
+    ids = []
+    for lab in labels:
+        t = tokenizer.convert_tokens_to_ids(lab)
+        if t is None or t == tokenizer.unk_token_id:
+            enc = tokenizer.encode(lab, add_special_tokens=False)
+            if not enc or tokenizer.decode(enc[-1:]).strip() != lab:
+                raise TunesiftError(f"the tokenizer has no token for the rating '{lab}' on its own")
+            t = enc[-1]
+        ids.append(int(t))
+    if len(set(ids)) != len(ids):
+        raise TunesiftError(f"the tokenizer maps the ratings {list(labels)} to repeated tokens {ids}")
+    return ids
 
 
 @dataclass
@@ -48,8 +70,7 @@ class RatingJudge:
 
     def distribution(self, texts: Sequence[str], progress: bool = False) -> JudgeResult:
         if self.backend == "local":
-            from ..methods.selectit import digit_ids
-            lp, _ = self.engine.next_token_logprobs(list(texts), digit_ids(self.lm.tokenizer)[: self.k])
+            lp, _ = self.engine.next_token_logprobs(list(texts), rating_token_ids(self.lm.tokenizer, self.labels))
             P = np.exp(lp)
         else:
             resps = self.client.complete(list(texts), max_tokens=1, temperature=0, logprobs=self.top_logprobs,

@@ -167,3 +167,56 @@ class LMEmbedder:
             if self.cache is not None:
                 self.cache.flush()
         return out
+
+
+class LastTokenEmbedder:
+    """The final hidden state of a causal LM at a text's last token, L2-normalised: DEITA's embedding
+    (``selection/embedder/clm_embedder.py``, right padding: position ``attention_mask.sum() - 1``;
+    its filter normalises before the cosine).  ``--embedder lm-last`` uses the run's model.  Texts are
+    tokenised as DEITA's ``AutoTokenizer`` call does (special tokens such as BOS included, truncated at
+    ``max_length``, DEITA's default 2,048), batched by length, cached by token ids."""
+
+    name = "lm-last"
+
+    def __init__(self, lm, max_length: int = 2048, batch_tokens: int = 16384, normalize: bool = True,
+                 cache_dir: str | None = None, use_cache: bool = True, progress: bool = True):
+        self.lm, self.max_length, self.batch_tokens = lm, max_length, batch_tokens
+        self.normalize, self.progress = normalize, progress
+        ns = (f"lm-last-embeddings/{lm.fingerprint.replace('/', '_')}-{lm.dtype}-{max_length}-"
+              f"{'norm' if normalize else 'raw'}")
+        self.cache = ShardCache(cache_root(cache_dir), ns, ("vec",)) if use_cache else None
+
+    def encode(self, texts: Sequence[str], desc: str = "embedding (LM, last token)") -> np.ndarray:
+        import torch
+        from tqdm.auto import tqdm
+        from .batching import pad_id_of, right_padded
+        tok, model = self.lm.tokenizer, self.lm.model
+        dev = next(model.parameters()).device
+        enc = tok(list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False)["input_ids"]
+        ids = [np.asarray(x if len(x) else [tok.eos_token_id or 0], dtype=np.int64) for x in enc]
+        out = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
+        keys, todo = cached_split(self.cache, len(ids), lambda i: ShardCache.key(ids[i].tobytes()), out)
+        batches = token_batches([len(x) for x in ids], todo, self.batch_tokens)
+        pad = pad_id_of(tok)
+        bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
+        try:
+            with torch.inference_mode():
+                for b in batches:
+                    x = torch.from_numpy(right_padded([ids[i] for i in b], pad)).to(dev)
+                    h = model.base_model(input_ids=x, use_cache=False)[0].float()
+                    # right padding under causal attention: the last real token never sees a pad
+                    last = torch.tensor([len(ids[i]) - 1 for i in b], device=dev)
+                    v = h[torch.arange(len(b), device=dev), last]
+                    if self.normalize:
+                        v = torch.nn.functional.normalize(v, dim=-1)
+                    v = v.cpu().numpy()
+                    for r, i in enumerate(b):
+                        out[i] = v[r]
+                        if self.cache is not None:
+                            self.cache.put(keys[i], (v[r],))
+                    bar.update(len(b))
+        finally:
+            bar.close()
+            if self.cache is not None:
+                self.cache.flush()
+        return out

@@ -400,8 +400,9 @@ class LikelihoodEngine:
         after each text: judges that read a rating from one forward pass, with no generation.
 
         Same batching as ``nll`` (length-sorted token budgets, right padding, no mask, head at one
-        position per row) and the same cache.  Texts longer than ``max_length`` keep their last
-        ``max_length`` tokens (the question a rating prompt ends with) and are flagged.
+        position per row) and the same cache.  Texts longer than ``max_length`` lose their middle: the
+        first quarter of ``max_length`` (a rating prompt's instruction, the BOS) and the rest from the end
+        (the question it ends with) are kept, and the text is flagged.
         Returns (logprobs [N, K], truncated [N])."""
         import torch
 
@@ -411,7 +412,8 @@ class LikelihoodEngine:
         for i, ids in enumerate(enc["input_ids"]):
             ids = np.asarray(ids, dtype=np.int64)
             if len(ids) > self.max_length:
-                ids, trunc[i] = ids[-self.max_length:], True
+                head = self.max_length // 4
+                ids, trunc[i] = np.concatenate([ids[:head], ids[len(ids) - self.max_length + head:]]), True
             prep.append(_Prepared(ids, np.array([len(ids)]), 1, bool(trunc[i])))
         out = np.zeros((len(texts), len(cand)), dtype=np.float64)
         keys: list[bytes | None] = [None] * len(prep)
