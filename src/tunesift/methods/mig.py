@@ -16,11 +16,24 @@ Offline, tunesift has no InsTag tagger or DEITA scorers: ``labels_field`` reads 
 record (the annotated pools carry them), ``quality`` names a record field or any tunesift method.
 ``labels_field="keywords"`` is a stand-in when records have no tags: the content words of the
 instruction (lower-cased, stop words removed) -- a documented substitution, not the paper's tagger.
+
+Valid tags: the official loader keeps only the tags in its whitelist (``mig/data.py``: exact string
+match against ``--valid-tag-path``; the README passes ``configs/valid_tag_path.json``, 4,531 tags).
+The code has no mode without a list (an empty path fails to open); tunesift does not ship the list,
+so ``valid_tags`` (a JSON list file, a file with one tag per line, or a comma-separated list) is
+needed to reproduce the official runs, and without it every tag is kept.
+
+Label embedder: the official code embeds labels with a SentenceTransformer (README: e5-mistral-7b-
+instruct) and keeps similarities >= 0.9.  ``label_embedder`` picks ours: the run's embedder (default,
+the packaged MiniLM), ``lm-last`` (the run's causal LM, last-token state, the pooling e5-mistral
+uses) or a local sentence-encoder path (mean pooled).  The 0.9 threshold was set for e5-mistral.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,7 +41,10 @@ import pandas as pd
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..selectors import Budget
-from .base import Context, SetMethod, choose, register
+from ..signals.embeddings import Embedder, LastTokenEmbedder
+from ._quality import quality_scores
+from .base import Context, SetMethod, available_methods, choose, register
+from .faithfulness import Divergence
 
 STOP = set("""a an the and or but if of to in on for with at by from as is are was were be been being this that these
 those it its into about over under than then so such can could would should will shall may might must do does did
@@ -48,9 +64,27 @@ class MIGConfig:
     b: float = 0.8
     alpha: float = 1.0
     max_keywords: int = 8
+    valid_tags: str | None = None     # whitelist: JSON list file, one-tag-per-line file or "a,b,c"; None: keep all
+    label_embedder: str | None = None  # None: the run's embedder | lm-last: the run's causal LM | a local path
 
     def validate(self) -> None:
         choose(self.phi, ("pow", "exp"), "phi")
+        if self.valid_tags is not None and not self.valid_tags.strip():
+            raise TunesiftError("mig: valid_tags is empty; give a file or a comma-separated list of tags")
+
+
+def read_valid_tags(spec: str) -> set[str]:
+    """A tag whitelist from a JSON list file, a file of one tag per line, or a comma-separated list."""
+    p = Path(spec)
+    if p.is_file():
+        text = p.read_text(encoding="utf-8")
+        if p.suffix.lower() == ".json":
+            tags = json.loads(text)
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise TunesiftError(f"{spec}: valid tags must be a JSON list of strings")
+            return set(tags)
+        return {line.strip() for line in text.splitlines() if line.strip()}
+    return {t.strip() for t in spec.split(",") if t.strip()}
 
 
 def keywords(text: str, limit: int) -> list[str]:
@@ -103,32 +137,61 @@ class MIG(SetMethod):
     code = "https://github.com/yichengchen24/MIG"
     needs = ("embedder",)
     summary = "Label graph propagation + concave information over labels; greedy by the linearised gain."
+    faithfulness = (
+        Divergence(topic="valid-tag whitelist",
+                   official="mig/data.py:53: labels = tags found exactly in the --valid-tag-path list (README: "
+                            "configs/valid_tag_path.json, 4,531 tags); data.py:33 has no mode without a list",
+                   default="ours",
+                   parameter="valid_tags=FILE or a,b,c (the official list is not shipped; without one every "
+                             "tag is kept)"),
+        Divergence(topic="label embedder",
+                   official="mig/label.py:139,152: SentenceTransformer --embedding-model, normalised "
+                            "(README: e5-mistral-7b-instruct), threshold 0.9 (cli.py:33)",
+                   default="ours",
+                   parameter="label_embedder=lm-last (the run's causal LM, last token) or a local encoder "
+                             "path; default: the run's embedder (MiniLM)"),
+        Divergence(topic="examples without a valid label",
+                   official="mig/sampler.py:154-168: kept in the pool with a zero vector (zero gain)",
+                   default="ours", parameter="none: tunesift marks them ineligible ('no labels')"),
+    )
 
     def _labels(self, data: Dataset) -> list[list[str]]:
         f = self.config.labels_field
+        valid = read_valid_tags(self.config.valid_tags) if self.config.valid_tags is not None else None
         out = []
         for e in data.examples:
             if f == "keywords":
-                out.append(keywords(e.prompt, self.config.max_keywords))
+                ls = keywords(e.prompt, self.config.max_keywords)
+                out.append([t for t in ls if t in valid] if valid is not None else ls)
                 continue
             v = e.raw.get(f) if isinstance(e.raw, dict) else None
             if not isinstance(v, list) or not all(isinstance(t, str) for t in v):
                 raise TunesiftError(f"{data.path}, line {e.line}, field '{f}': mig needs a list of label strings "
                                     "(e.g. InsTag tags); or -p labels_field=keywords for the content-word stand-in")
+            if valid is not None:   # the official loader matches the raw tag string exactly
+                v = [t for t in v if t in valid]
             out.append(list(dict.fromkeys(t.strip().lower() for t in v if t.strip())))
         return out
 
+    def _label_embedder(self, ctx: Context):
+        which = self.config.label_embedder
+        if which is None:
+            return ctx.embedder()
+        if which == "lm-last":
+            return LastTokenEmbedder(ctx.causal_lm(), batch_tokens=ctx.batch_tokens, cache_dir=ctx.cache_dir,
+                                     use_cache=ctx.use_cache, progress=ctx.progress)
+        return Embedder(which, device=ctx.device, cache_dir=ctx.cache_dir, use_cache=ctx.use_cache,
+                        progress=ctx.progress)
+
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        from ._quality import quality_scores
         cfg = self.config
         labels = self._labels(data)
         vocab = sorted({t for ls in labels for t in ls})
         if not vocab:
             raise TunesiftError("mig: no example has any label")
         index = {t: j for j, t in enumerate(vocab)}
-        E = ctx.embedder().encode(vocab, desc="embedding labels")
+        E = self._label_embedder(ctx).encode(vocab, desc="embedding labels")
         P = propagation(E.astype(np.float64), cfg.sim_threshold, cfg.prop_weight)
-        from .base import available_methods
         if cfg.quality is None or cfg.quality in available_methods():
             q, eligible, reason = quality_scores(data, ctx, cfg.quality)   # a method's score, scaled to (0, 1]
         else:   # a record field (DEITA quality x complexity in the annotated pools): used as is, since
