@@ -159,3 +159,65 @@ def test_cosine_schedule(tiny_llama, alpaca_file):
                                         for s in range(warm, total)])
     with pytest.raises(Exception, match="lr_schedule"):
         TrainConfig(lr_schedule="step").validate()
+
+
+def _first_moment_after_one_step(lm, ds, **kw):
+    """The AdamW first moment after the only step, read in the epoch-1 hook: (1 - beta1) x the step's
+    gradient (no clipping at this max_grad_norm)."""
+    got = {}
+
+    def hook(snap):
+        if snap.epoch == 1:
+            got["m"] = torch.cat([snap.optimizer.state[p]["exp_avg"].reshape(-1)
+                                  for p in snap.lm.model.parameters() if p in snap.optimizer.state])
+    finetune(lm, ds, TrainConfig(method="full", template="alpaca", epochs=1, batch_size=len(ds), max_grad_norm=1e9,
+                                 warmup_ratio=0.0, micro_batch_tokens=64, **kw), progress=False, on_epoch=hook)
+    return got["m"] / 0.1
+
+
+def _hf_trainer_gradient(lm, ds, groups):
+    """What the official recipes' HF Trainer (transformers < 4.46) computes for one optimiser step:
+    each device micro-batch (a group of examples) gives the model's own mean loss over its labelled
+    tokens; the step's gradient is the mean of those over micro-batches (accumulation and devices)."""
+    import copy
+    model = copy.deepcopy(lm.model).float().train()
+    _, items, _ = _examples(lm, ds, TrainConfig(template="alpaca"))
+    for grp in groups:
+        L = max(len(items[i][0]) for i in grp)
+        ids = torch.full((len(grp), L), 0, dtype=torch.long)
+        labels = torch.full((len(grp), L), -100, dtype=torch.long)
+        for r, i in enumerate(grp):
+            a, p = items[i]
+            ids[r, :len(a)] = torch.from_numpy(a)
+            labels[r, p] = torch.from_numpy(a[p])
+        (model(input_ids=ids, labels=labels).loss / len(groups)).backward()
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+
+def test_example_weighting_is_the_official_per_example_mean(tiny_llama, alpaca_file):
+    # LESS's warm-up: per-device batch 1 x 32 accumulation, i.e. the mean of per-example means
+    ds = read_dataset(alpaca_file)
+    got = _first_moment_after_one_step(tiny_llama, ds, loss_weighting="example")
+    want = _hf_trainer_gradient(tiny_llama, ds, [[i] for i in range(len(ds))])
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-6 * float(want.abs().max()))
+    # the token-weighted step (the engine's default) is a different gradient
+    token = _first_moment_after_one_step(tiny_llama, ds)
+    assert float((token - want).abs().max()) > 0.05 * float(want.abs().max())
+    torch.testing.assert_close(token, _hf_trainer_gradient(tiny_llama, ds, [list(range(len(ds)))]),
+                               rtol=1e-3, atol=1e-6 * float(want.abs().max()))
+
+
+def test_group_weighting_is_a_mean_of_group_token_means():
+    from tunesift.train.finetune import step_weights
+    sizes = [1, 2, 4, 8, 16]            # every group has its own token count
+    w = step_weights(sizes, TrainConfig(loss_weighting="group", loss_group_size=2), np.random.default_rng(0))
+    # groups of 2, 2 and 1 examples: within a group one weight, 1 / (groups x the group's tokens)
+    groups = {}
+    for i, x in enumerate(w):
+        groups.setdefault(round(1 / x, 6), []).append(i)
+    assert sorted(len(g) for g in groups.values()) == [1, 2, 2]
+    for inv, g in groups.items():
+        assert inv == pytest.approx(3 * sum(sizes[i] for i in g))
+    ex = step_weights(sizes, TrainConfig(loss_weighting="example"), np.random.default_rng(0))
+    np.testing.assert_allclose(ex, [1 / (5 * s) for s in sizes])
+    np.testing.assert_allclose(step_weights(sizes, TrainConfig(), np.random.default_rng(0)), 1 / sum(sizes))

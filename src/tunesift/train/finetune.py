@@ -9,9 +9,13 @@ Design choices, each a common SFT convention made explicit:
 - Targets are located exactly as the likelihood engine locates them (``tokenize_targets``: token
   offsets against the template's response spans), so "what is trained" and "what is scored" are
   the same tokens.
-- The loss is the mean over every target token of an optimiser step, accumulated across
-  micro-batches by token count (not a mean of per-micro-batch means, which would weight short
-  batches up).
+- ``loss_weighting``: ``token`` (default) makes the step's loss the mean over every target token
+  of the step, accumulated across micro-batches by token count.  The methods' official code ran the
+  Hugging Face Trainer (before transformers 4.46), whose step loss is the mean over accumulation
+  steps and devices of each device micro-batch's token mean: ``group`` reproduces that (the step's
+  examples in a seeded random order, cut into groups of ``loss_group_size`` = the official
+  per-device batch, each group's token mean, the mean over groups), and ``example`` is groups of one
+  (per-device batch 1, as LESS).  The weighting is independent of how micro-batches are packed.
 - Micro-batches are packed by a token budget from length-sorted examples, then the micro-batches
   are shuffled with the seed: little padding, still a random order of updates.
 - Right padding and no attention mask: under causal attention padding placed after a sequence
@@ -67,6 +71,10 @@ class TrainConfig:
     lora_targets: str = "all-linear"  # PEFT's "all-linear", or comma-separated module names
     packing: bool = False             # concatenate examples into max_length rows (cross-example attention, as TRL's classic packing)
     turns: str = "last"               # which assistant turns carry loss: last | all
+    loss_weighting: str = "token"     # token: mean over the step's target tokens | example: mean of each
+                                      # example's token mean | group: mean of token means of groups of
+                                      # loss_group_size examples (HF Trainer: one group per device micro-batch)
+    loss_group_size: int = 1          # examples per group with loss_weighting="group" (the official per-device batch)
     seed: int = 0
     bf16: bool | None = None          # None: bf16 autocast on a CUDA device that supports it
 
@@ -79,6 +87,12 @@ class TrainConfig:
             raise TunesiftError(f"unknown template {self.template!r}; choose auto or {', '.join(TEMPLATES)}")
         if self.epochs <= 0 or self.batch_size < 1 or (self.micro_batch_tokens or 16) < 16 or self.max_length < 8:
             raise TunesiftError("epochs, batch_size, micro_batch_tokens and max_length must be positive")
+        if self.loss_weighting not in ("token", "example", "group"):
+            raise TunesiftError(f"loss_weighting must be 'token', 'example' or 'group', not {self.loss_weighting!r}")
+        if self.loss_group_size < 1:
+            raise TunesiftError("loss_group_size must be at least 1")
+        if self.packing and self.loss_weighting != "token":
+            raise TunesiftError("packing mixes examples in a row: only loss_weighting='token' applies")
 
     @property
     def lr(self) -> float:
@@ -177,21 +191,39 @@ def _pack(items, max_length: int):
     return rows
 
 
-def _loss_sum(net, ids, labels, fast: bool):
-    """Summed next-token cross-entropy over the labelled positions.  ``fast``: the LM head only at
-    those positions.  Full logits are (tokens x vocab) floats with several copies alive through
+def step_weights(sizes: list[int], cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """Each example's per-token loss weight in a step of examples with ``sizes`` target tokens, so
+    that the weighted token sum is the step's loss under ``cfg.loss_weighting``."""
+    n = len(sizes)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if cfg.loss_weighting == "token":
+        return np.full(n, 1.0 / sizes.sum())
+    g = 1 if cfg.loss_weighting == "example" else cfg.loss_group_size
+    order = rng.permutation(n) if g > 1 else np.arange(n)
+    groups = [order[a:a + g] for a in range(0, n, g)]
+    w = np.empty(n)
+    for grp in groups:
+        w[grp] = 1.0 / (len(groups) * sizes[grp].sum())
+    return w
+
+
+def _loss_sum(net, ids, labels, fast: bool, weight=None):
+    """Next-token cross-entropy over the labelled positions, summed with each row's ``weight`` (one
+    per row; None: 1).  ``fast``: the LM head only at those positions.  Full logits are (tokens x vocab) floats with several copies alive through
     backward; on 64 examples at 4,096-token micro-batches the head at targets alone took the 135M
     default's peak from 17.5 to 15.0 GB and its time from 110 to 92 s (measured)."""
     import torch
     F = torch.nn.functional
     if not fast:
         logits = net(input_ids=ids, use_cache=False).logits
-        return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                               ignore_index=-100, reduction="sum")
+        ce = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                             ignore_index=-100, reduction="none").reshape(labels.shape[0], -1)
+        return ce.sum() if weight is None else (ce.sum(1) * weight).sum()
     body, head, cap = body_and_head(net)
     h = body(input_ids=ids, use_cache=False)[0]
     rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)   # position t predicts token t + 1
-    return F.cross_entropy(head_logits(head, h[rows, cols], cap), labels[rows, cols + 1], reduction="sum")
+    ce = F.cross_entropy(head_logits(head, h[rows, cols], cap), labels[rows, cols + 1], reduction="none")
+    return ce.sum() if weight is None else (ce * weight[rows]).sum()
 
 
 def _fingerprint(lm: LoadedLM, data: Dataset, cfg: TrainConfig) -> str:
@@ -296,6 +328,8 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
             for g in opt.param_groups:
                 g["lr"] = lr_at(s)
             step_tokens = sum(len(items[i][1]) for mb in step for i in mb)
+            members = [i for mb in step for i in mb]
+            w = dict(zip(members, step_weights([len(items[i][1]) for i in members], cfg, rng)))
             loss_sum = 0.0
             for mb in step:
                 B, L = len(mb), max(len(items[i][0]) for i in mb)
@@ -308,9 +342,10 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
                 ids, labels = ids.to(dev), labels.to(dev)
                 if fast is None:
                     fast = head_reproduces_logits(net, ids[:1, :64])
+                weight = torch.tensor([w[i] for i in mb], dtype=torch.float32, device=dev)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    # token-level sum; divided by the step's target tokens so the step's loss is an exact mean
-                    loss = _loss_sum(net, ids, labels, fast) / step_tokens
+                    # per-token losses weighted so that the step's loss is an exact mean (``step_weights``)
+                    loss = _loss_sum(net, ids, labels, fast, weight)
                 loss.backward()
                 loss_sum += float(loss.detach())
             gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
