@@ -80,3 +80,46 @@ def test_recycle_cli(tiny_model_dir, alpaca_file, tmp_path):
     assert len(recs) == 8 and all("_provenance" in x for x in recs)
     man = json.loads((tmp_path / "recycled.manifest.json").read_text())
     assert man["counts"]["response_failed"] == 8
+
+
+class CannedOracle:
+    """An OpenAI-style client whose reflections always carry the tags."""
+
+    def chat(self, conversations, progress=False, **kw):
+        return [c for c in conversations]
+
+    def text(self, conv):
+        from tunesift.recycle import SYSTEM_RESPONSE
+        if conv[0]["content"] == SYSTEM_RESPONSE:
+            return "Too short.\n[Better Answer] A longer and better answer. [End]"
+        return "Vague.\n[New Instruction] Explain in detail why the sky is blue. [End]\n[New Answer] Scattering. [End]"
+
+
+def test_selective_student_scores_use_the_input_slot(tiny_llama, alpaca_file, monkeypatch):
+    """ori and A are scored as the released data keep them (instruction and input apart: the template's
+    input slot, and x = instruction + input for r-IFD), Q and QA with an empty input."""
+    from tunesift import recycle as rec_mod
+    from .conftest import ALPACA
+    from .test_ifd_family import reflection_ifd_rifd
+    seen = {}
+    real = rec_mod._student_scores
+
+    def spy(*a, **k):
+        seen.update(real(*a, **k))
+        return seen
+    monkeypatch.setattr(rec_mod, "_student_scores", spy)
+    ds = read_dataset(alpaca_file)
+    recycle(ds, Oracle(client=CannedOracle()), mode="both", selective=True, student=tiny_llama,
+            student_options={"use_cache": False})
+    better = "A longer and better answer."
+    for i in (1, 6):     # the records with an input
+        assert ALPACA[i]["input"]
+        ifd, rifd = reflection_ifd_rifd(tiny_llama, ALPACA[i], 2048)
+        assert seen["ifd_ori"][i] == pytest.approx(ifd, rel=1e-4)
+        assert seen["rifd_ori"][i] == pytest.approx(rifd, rel=1e-4)
+        ifd, rifd = reflection_ifd_rifd(tiny_llama, dict(ALPACA[i], output=better), 2048)
+        assert seen["ifd_A"][i] == pytest.approx(ifd, rel=1e-4)
+        assert seen["rifd_A"][i] == pytest.approx(rifd, rel=1e-4)
+    q = {"instruction": "Explain in detail why the sky is blue.", "input": "", "output": "Scattering."}
+    ifd, rifd = reflection_ifd_rifd(tiny_llama, q, 2048)
+    assert seen["ifd_Q"][6] == pytest.approx(ifd, rel=1e-4) and seen["rifd_Q"][6] == pytest.approx(rifd, rel=1e-4)

@@ -22,6 +22,9 @@ and IFD(QA) < 1; otherwise keep A when r-IFD(A) < r-IFD(ori), r-IFD(A) < 1 and I
 (the code's branches that are commented out) nothing is kept.
 Every changed field is recorded in the output's ``_provenance`` (the original text, which
 reflection produced it, and the student's scores when selective).
+The student scores ori and A with the record's instruction and input apart (the template's input slot,
+as the released data keep them: ``reflect_response_postprocess.py`` copies ``input``), and Q and QA with
+an empty input (``reflect_instruction_postprocess.py`` sets ``new_input = ''``).
 """
 from __future__ import annotations
 
@@ -178,7 +181,8 @@ def recycle(data: Dataset, oracle: Oracle, mode: str = "both", selective: bool =
     n = len(exs)
     scores: dict[str, np.ndarray] = {}
     if selective:
-        scores = _student_scores(versions, student, student_options or {})
+        split = [(e.instruction, e.input or "") if e.instruction is not None else (q, "") for q, e in zip(instr, exs)]
+        scores = _student_scores(versions, student, student_options or {}, split)
         kept = selective_choice(versions, scores)
     else:   # V1: every rewrite, the most reflected version available
         order = [v for v in ("QA", "Q", "A") if v in versions]
@@ -252,8 +256,12 @@ def _rewrite(fmt: str, e, instruction: str | None, response: str) -> dict:
     return rec
 
 
-def _student_scores(versions: dict, student, options: dict) -> dict[str, np.ndarray]:
-    """IFD and r-IFD of every version under the student model (the spine's rifd method)."""
+def _student_scores(versions: dict, student, options: dict,
+                    split: list[tuple[str, str]] | None = None) -> dict[str, np.ndarray]:
+    """IFD and r-IFD of every version under the student model (the spine's rifd method).
+
+    ``split``: per example, the record's (instruction, input), scored for ori and A in place of the
+    joined question (their instruction is the record's); None scores every version's question as is."""
     from . import api
     if student is None:
         raise TunesiftError("selective reflection needs the student model")
@@ -263,7 +271,8 @@ def _student_scores(versions: dict, student, options: dict) -> dict[str, np.ndar
         idx = [i for i, p in enumerate(pairs) if p is not None]
         ifd, rifd = np.full(n, np.nan), np.full(n, np.nan)
         if idx:
-            ds = from_records([{"instruction": pairs[i][0], "input": "", "output": pairs[i][1]} for i in idx],
+            ins = {i: split[i] if split is not None and v in ("ori", "A") else (pairs[i][0], "") for i in idx}
+            ds = from_records([{"instruction": ins[i][0], "input": ins[i][1], "output": pairs[i][1]} for i in idx],
                               name=f"versions-{v}")
             t = api.score(ds, "rifd", lm=student, progress=False, **options).table
             ifd[idx], rifd[idx] = t["ifd"].to_numpy(), t["rifd"].to_numpy()
