@@ -1,6 +1,8 @@
 """G2IS: the gradient walk against a plain transcription of the paper's Algorithm 1, the PCA step
-against an eigendecomposition of the covariance, and the method's features against LESS's geometry."""
+against an eigendecomposition of the covariance and against scikit-learn's PCA (the official code's),
+and the method's features against LESS's geometry."""
 import numpy as np
+from sklearn.decomposition import PCA
 
 from tunesift.data import read_dataset
 from tunesift.methods import Context, get_method
@@ -68,6 +70,34 @@ def test_principal_directions_are_the_covariance_eigenvectors():
     np.testing.assert_allclose(np.abs(comps @ vecs[:, :n]), np.eye(n), atol=1e-8)
     np.testing.assert_allclose(w, ratio[:n] / ratio[:n].sum(), rtol=1e-8)
     assert principal_directions(V, keep=0.5, mode="count_ratio")[0].shape == (3, 6)   # int(6 x 0.5)
+
+
+def test_principal_directions_are_sklearns_pca_signs_included():
+    """The official code keeps scikit-learn's components as they come (gradient_walk.py:42-45, 49-52);
+    their signs decide which examples the anchors and the fallback rank first."""
+    rng = np.random.default_rng(2)
+    V = rng.normal(size=(40, 12)) @ np.diag(np.linspace(4, 0.5, 12)) + 0.3
+    for keep, mode, n_components in ((0.5, "variance", 0.5), (0.9, "variance", 0.9),
+                                     (0.25, "count_ratio", int(12 * 0.25))):
+        comps, w = principal_directions(V, keep=keep, mode=mode)
+        ref = PCA(n_components=n_components).fit(V)          # as the code calls it: default solver
+        np.testing.assert_allclose(comps, ref.components_, atol=1e-8)      # signed, not |.|
+        np.testing.assert_allclose(w, ref.explained_variance_ratio_ / ref.explained_variance_ratio_.sum(),
+                                   rtol=1e-8)
+    # a bare SVD of the centred matrix (the old way) reverses some of these components
+    comps, _ = principal_directions(V, keep=0.9)
+    vt = np.linalg.svd(V - V.mean(0), full_matrices=False)[2][:len(comps)]
+    assert (np.sign(np.einsum("ij,ij->i", vt, comps)) < 0).any()
+
+    # the anchor is the example most aligned with the signed component
+    F = rng.normal(size=(60, 12))
+    F /= np.linalg.norm(F, axis=1, keepdims=True)
+    ref = PCA(n_components=0.5).fit(V)
+    B = np.zeros(len(ref.components_), dtype=np.int64)
+    B[0] = 1
+    graph = np.argsort(-(F @ F.T), axis=1, kind="stable")[:, :5]
+    picks, _ = gradient_walk(F, principal_directions(V, keep=0.5)[0], B, graph)
+    assert picks.tolist() == [int(np.argmax(F @ ref.components_[0]))]
 
 
 def test_features_carry_less_geometry(tiny_llama, alpaca_file, tmp_path):

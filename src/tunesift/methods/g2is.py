@@ -8,9 +8,11 @@ gradients and a precomputed graph).
    target features, projected).  With several checkpoints, each example's feature is the
    concatenation of sqrt(w_i) x its unit feature at checkpoint i (w_i the checkpoints' mean
    learning rates, summing to 1): a unit vector whose dot products are LESS's weighted cosines.
-2. Core knowledge: PCA of the target features; keep the fewest components whose explained variance
-   exceeds ``val_k`` (0.5) (``pca_mode="count_ratio"``: int(dimension x val_k) components, capped
-   at the rank, where the code's scikit-learn call would fail), weighted by their variance ratios.
+2. Core knowledge: scikit-learn's PCA of the target features, as the code: keep the fewest components
+   whose explained variance exceeds ``val_k`` (0.5) (``pca_mode="count_ratio"``: int(dimension x
+   val_k) components, capped at min(examples, dimension), where the code's scikit-learn call would
+   fail), weighted by their variance ratios.  Each component's sign is scikit-learn's (``svd_flip``),
+   which the signed anchor and fallback rankings below depend on.
 3. The budget is split over components by those weights (largest remainders).
 4. A cosine k-NN graph of the pool's features (``graph_k`` neighbours: the paper's graph is not in
    its code, and it gives no k).
@@ -21,8 +23,7 @@ gradients and a precomputed graph).
    short (a warning; the selection can be under budget, as in the code).
 
 Scores: each pick's dot product with the component it was picked for (``g2is_component``).
-Divergence: the code's greedy takes gradient files from LESS at one checkpoint; with several,
-tunesift's concatenation above is the feature whose geometry is LESS's score.
+The ``faithfulness`` rows list the divergences from the code.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from ..selectors.graph_walk import component_budgets, gradient_walk, principal_d
 from ..selectors.neighbors import knn_graph
 from ._influence import InfluenceConfig, base_table, influence, unit
 from .base import Context, SetMethod, choose, register
+from .faithfulness import Divergence
 
 log = logging.getLogger("tunesift")
 
@@ -68,6 +70,35 @@ class G2IS(SetMethod):
     needs = ("causal_lm", "fine-tuning", "target_set")
     summary = "LESS gradients; per principal direction of the target's, a graph walk that keeps the set aligned."
     default_budget = "1%"
+    faithfulness = (
+        Divergence(topic="PCA solver",
+                   official="gradient_walk.py:42,49: PCA(n_components=...) with scikit-learn's default 'auto' solver "
+                            "(an unseeded randomized SVD for large count_ratio fits)",
+                   default="ours", parameter="none: the exact ('full') solver, deterministic; same components "
+                                             "and signs up to the randomized approximation"),
+        Divergence(topic="count_ratio beyond the rank",
+                   official="gradient_walk.py:48-49: int(dimension x val_k) components; scikit-learn raises when "
+                            "that exceeds min(examples, dimension)",
+                   default="ours", parameter="none: capped at min(examples, dimension)"),
+        Divergence(topic="a single target example",
+                   official="gradient_walk.py:42-45: PCA of one row (its variance ratio is undefined)",
+                   default="ours", parameter="none: that example's direction, weight 1"),
+        Divergence(topic="gradient graph",
+                   official="gradient_walk.py:234,250: a precomputed graph.npy (neighbours by descending cosine), "
+                            "not built in the repository",
+                   paper="a similarity graph of the training gradients; no neighbour count given",
+                   default="ours", parameter="graph_k=N (cosine k-NN over the pool's features; 100 by default)"),
+        Divergence(topic="several checkpoints",
+                   official="gradient_walk.py:232-233: one training and one validation gradient file",
+                   default="ours",
+                   parameter="none: with several LESS checkpoints, the concatenation of sqrt(w_i) x unit feature "
+                             "(LESS's weighted cosine as a dot product)"),
+        Divergence(topic="budget rounding and ties",
+                   official="gradient_walk.py:105: int(N x train_k) (floor); :21 and :276-280: remainder seats and "
+                            "equal anchor similarities ordered by a reversed argsort (the later index first)",
+                   default="ours",
+                   parameter="a count budget gives the code's floor; ties go to the lower index (no parameter)"),
+    )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         c = self.config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from sklearn.decomposition import PCA
 
 from .cluster import proportional_quotas
 
@@ -12,24 +13,25 @@ log = logging.getLogger("tunesift")
 
 
 def principal_directions(V: np.ndarray, keep: float = 0.5, mode: str = "variance") -> tuple[np.ndarray, np.ndarray]:
-    """PCA of the target gradients ``V`` [M, d] (centred, as scikit-learn's PCA): the unit components
-    (rows) and their weights (explained-variance ratios, renormalised over the kept ones).  ``mode``
-    ``variance`` keeps the fewest components whose cumulative ratio reaches ``keep``; ``count_ratio``
-    keeps that fraction of the available components (at least one)."""
+    """scikit-learn's PCA of the target gradients ``V`` [M, d], as G2IS's code fits it
+    (gradient_walk.py:41-53): the components (unit rows) and their explained-variance ratios,
+    renormalised over the kept ones.  The signs matter: the walk's anchors and fallback rank by signed
+    dot products, and scikit-learn's ``svd_flip`` fixes each sign where a bare SVD leaves it arbitrary.
+    ``variance``: ``PCA(n_components=keep)``, the fewest components whose cumulative ratio exceeds
+    ``keep`` (all at ``keep=1``); ``count_ratio``: int(d x keep) components, at least one, capped at
+    min(M, d) where scikit-learn would raise.  The exact solver: scikit-learn's "auto" would pick an
+    unseeded randomized one for large count_ratio fits."""
     X = np.asarray(V, dtype=np.float64)
-    X = X - X.mean(0, keepdims=True)
-    _, s, vt = np.linalg.svd(X, full_matrices=False)
-    var = s ** 2
-    if var.sum() <= 0:                     # one target example, or identical ones: its own direction
-        d = np.asarray(V, dtype=np.float64)[0]
+    if len(X) < 2 or not np.ptp(X, axis=0).any():   # one target example, or identical ones: its own direction
+        d = X[0]
         return (d / max(np.linalg.norm(d), 1e-30))[None, :], np.ones(1)
-    ratio = var / var.sum()
-    if mode == "variance":   # scikit-learn's PCA(n_components=keep): cumulative ratio strictly above keep
-        n = int(np.searchsorted(np.cumsum(ratio), keep, side="right") + 1)
-    else:                    # the code: that fraction of the feature dimension (PCA caps it at the rank)
-        n = max(1, int(X.shape[1] * keep))
-    n = min(n, int((ratio > 0).sum()))
-    return vt[:n], ratio[:n] / ratio[:n].sum()
+    if mode == "variance":
+        n = keep if keep < 1 else min(X.shape)
+    else:
+        n = min(max(1, int(X.shape[1] * keep)), min(X.shape))
+    pca = PCA(n_components=n, svd_solver="full").fit(X)
+    w = pca.explained_variance_ratio_
+    return pca.components_, w / w.sum()
 
 
 def gradient_walk(F: np.ndarray, components: np.ndarray, budgets: np.ndarray, neighbors: np.ndarray,
