@@ -1,5 +1,7 @@
 """LESS on a tiny model, its score recomputed here from the authors' pieces: per-example gradients
-from a plain loop (one backward each), the Adam feature written out, the same Rademacher matrix,
+from a plain loop (one backward each; the target's loss over its answer alone, no EOS, as
+get_validation_dataset.tokenize), the Adam feature written out, the same Rademacher matrix, a
+warm-up whose step loss is the mean of per-example means (per-device batch 1 x accumulation),
 checkpoint weights from the training log's learning rates, mean cosine per subtask, max over them."""
 import numpy as np
 import pytest
@@ -35,7 +37,7 @@ def test_less_matches_the_formula_computed_independently(tiny_llama, alpaca_file
         if snap.epoch == 0:
             return
         R, A = loop_less_features(snap, ds, 48)
-        V = loop_gradients(snap.lm, tg, eos=True).double().numpy() @ R
+        V = loop_gradients(snap.lm, tg, eos=False).double().numpy() @ R
         if subtask_score == "code":
             C = A @ unit(V).T
             per_ckpt.append(np.stack([C[:, tasks == k].mean(1) for k in sorted(set(tasks))], 1))
@@ -45,7 +47,7 @@ def test_less_matches_the_formula_computed_independently(tiny_llama, alpaca_file
     tr = finetune(tiny_llama, ds.subset(warm.tolist()),
                   TrainConfig(method="lora", template="alpaca", epochs=2, learning_rate=1e-2, batch_size=2,
                               max_length=2048, lr_schedule="linear", warmup_ratio=0.03, lora_r=4, lora_alpha=8,
-                              lora_dropout=0.0, lora_targets="q_proj,k_proj,v_proj,o_proj"),
+                              lora_dropout=0.0, lora_targets="q_proj,k_proj,v_proj,o_proj", loss_weighting="example"),
                   progress=False, on_epoch=hook)
     lr = np.array([np.mean([r["lr"] for r in tr.log if r["epoch"] == e]) for e in (1, 2)])
     S = (lr[0] * per_ckpt[0] + lr[1] * per_ckpt[1]) / lr.sum()
@@ -72,3 +74,30 @@ def test_a_subtask_without_usable_examples_scores_nothing(tiny_llama, alpaca_fil
                        task_field="task", max_length=400, **KW).table
     assert t["less_long"].isna().all() and (t.loc[t["eligible"], "best_task"] == "math").all()
     np.testing.assert_allclose(t.loc[t["eligible"], "score"], t.loc[t["eligible"], "less_math"])
+
+
+def test_pool_side_labels_every_assistant_turn_and_the_target_no_eos(tiny_llama, tmp_path):
+    """The official encoders written out: concat_messages masks only user text (every assistant
+    message and its EOS carry loss); the validation tokenize labels the answer tokens only."""
+    import json
+    from types import SimpleNamespace
+    from tunesift.methods._influence import renderings
+    from tunesift.methods.less import LESSConfig
+    from tunesift.signals.likelihood import tokenize_targets
+    p = tmp_path / "chat.jsonl"
+    p.write_text(json.dumps({"messages": [{"role": "user", "content": "Name a color."},
+                                          {"role": "assistant", "content": "Blue."},
+                                          {"role": "user", "content": "Another one."},
+                                          {"role": "assistant", "content": "Red."}]}))
+    ds, tok = read_dataset(p), tiny_llama.tokenizer
+    ctx = SimpleNamespace(causal_lm=lambda: tiny_llama, turns="last")
+    c = LESSConfig()
+    pool = renderings(ds, ctx, "alpaca", c.pool_turns)
+    labelled = tokenize_targets(tok, pool, 512)[0]
+    assert tok.decode(labelled.ids[labelled.pos]).replace(" ", "") == "Blue.Red." + tok.eos_token
+    tgt = renderings(ds, ctx, "alpaca", c.pool_turns, eos=c.target_eos)
+    t = tokenize_targets(tok, tgt, 512)[0]
+    assert tok.eos_token_id not in t.ids[t.pos].tolist()
+    # the previous defaults: the run's --turns (last) and an EOS in the target loss
+    old = tokenize_targets(tok, renderings(ds, ctx, "alpaca", "last"), 512)[0]
+    assert tok.decode(old.ids[old.pos]).replace(" ", "") == "Red." + tok.eos_token

@@ -37,9 +37,15 @@ class InfluenceConfig:
     proj_dim: int = 8192
     template: str = "auto"
     grad_batch_tokens: int | None = None   # padded tokens per gradient batch; None: 1024 on a CPU, 4096 on a GPU
+    # The pool side (warm-up and pool features): which assistant turns carry loss (run: the run's --turns)
+    pool_turns: str = "run"
+    target_eos: bool = True           # the target examples' loss includes the EOS after the response
+    loss_weighting: str = "token"     # the warm-up's step loss (TrainConfig.loss_weighting; groups of one)
 
     def validate(self) -> None:
         choose(self.template, TEMPLATES + ("auto",), "template")
+        choose(self.pool_turns, ("run", "all", "last"), "pool_turns")
+        choose(self.loss_weighting, ("token", "example"), "loss_weighting")
         if not 0 < self.warmup_fraction <= 1 or self.epochs < 1 or self.proj_dim < 1:
             raise TunesiftError("warmup_fraction must be in (0, 1], epochs and proj_dim at least 1")
 
@@ -72,10 +78,12 @@ def target_set(c: InfluenceConfig, name: str) -> tuple[Dataset, list[str]]:
     return tgt, tasks
 
 
-def renderings(data: Dataset, ctx: Context, template: str) -> list:
-    """The warm-up's training texts: response tokens and the EOS after them are the loss's tokens."""
+def renderings(data: Dataset, ctx: Context, template: str, turns: str | None = None, eos: bool = True) -> list:
+    """Texts with their loss spans: the assistant ``turns`` (None: the run's), and the EOS after the
+    response when ``eos`` (the warm-up's training texts have it)."""
     tok = ctx.causal_lm().tokenizer
-    return [with_eos(render_conversation(e, template, tok, ctx.turns), tok.eos_token) for e in data.examples]
+    reqs = [render_conversation(e, template, tok, turns or ctx.turns) for e in data.examples]
+    return [with_eos(r, tok.eos_token) for r in reqs] if eos else reqs
 
 
 def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce: Callable[..., np.ndarray],
@@ -89,10 +97,11 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
     from ..train import TrainConfig, finetune
     template = resolve_template(c.template, ctx)
     max_length = ctx.max_length or c.max_length
-    reqs = renderings(data, ctx, template)
+    turns = ctx.turns if c.pool_turns == "run" else c.pool_turns
+    reqs = renderings(data, ctx, template, turns)
     if target is None:
         tgt, tasks = target_set(c, name)
-        treqs = renderings(tgt, ctx, template)
+        treqs = renderings(tgt, ctx, template, eos=c.target_eos)
 
         def target(snap, proj, **kw):
             V, v_tok = gradient_features(snap.lm, treqs, proj, kind="sgd",
@@ -130,7 +139,7 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
              TrainConfig(method="lora", template=template, epochs=float(c.epochs), learning_rate=c.learning_rate,
                          batch_size=c.batch_size, max_length=max_length, lr_schedule="linear", warmup_ratio=0.03,
                          lora_r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
-                         lora_targets=c.lora_targets, turns=ctx.turns, seed=ctx.seed),
+                         lora_targets=c.lora_targets, turns=turns, loss_weighting=c.loss_weighting, seed=ctx.seed),
              progress=ctx.progress, on_epoch=checkpoint)
     out.weights = np.asarray(lrs) / np.sum(lrs)
     out.warmup = np.zeros(len(data), dtype=bool)
