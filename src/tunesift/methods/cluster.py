@@ -4,8 +4,8 @@ Chen et al., arXiv 2305.09246, 2023.  No official code was found.
 
 Embed every example, run k-means, split the budget across clusters in proportion to their size, and
 keep the examples nearest each centroid.  The paper embeds with the LLM's mean-pooled last hidden
-state; tunesift's default is the packaged sentence encoder (``--embedder`` takes another), and LM
-hidden-state embeddings are a planned signal.
+state: ``--embedder lm`` does that with the run's causal LM (``signals.embeddings.LMEmbedder``);
+tunesift's default is the packaged sentence encoder, shared by every diversity method.
 """
 from __future__ import annotations
 

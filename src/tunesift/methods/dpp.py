@@ -6,7 +6,9 @@ Wang et al., "Diversity Measurement and Subset Selection for Instruction Tuning 
 Greedy MAP of a DPP with kernel L = diag(q) S diag(q), S the cosine similarity of sentence
 embeddings and q an optional quality score (any method's score or a column, min-max scaled to
 [eps, 1]); fast greedy (Chen, Zhang, Zhou, NeurIPS 2018).  The paper also uses gradient features;
-those come with the gradient signals of a later release.
+tunesift has a gradient signal now (``signals.gradients``, LESS's projected per-example gradients)
+but ``dpp`` does not read it yet: it embeds text only (``--embedder`` picks the encoder, ``lm`` the
+run's causal LM).
 """
 from __future__ import annotations
 

@@ -24,6 +24,14 @@ like the pool.  Divergences: the code truncates prompts to 256 tokens (``keep_en
 the 2,048 limit; tunesift applies ``max_length`` to the whole rendering and scores whatever response
 tokens fit.  Under the default ``code`` rule the reference model and beta do not change the scores
 (each triple's gradient is only rescaled, and cosines ignore scale); they matter for ``paper``.
+
+Tokenisation of the triples (``rose/dpo_gradient.py`` ``tokenize_batch_element``): the code tokenises
+prompt, chosen and rejected separately with ``add_special_tokens=False`` (no BOS), appends EOS to
+each response *and to the prompt* (unless one is already there), and concatenates the ids, so every
+sequence reads prompt, EOS, response, EOS.  tunesift renders prompt and response together with the
+``template`` (BOS as the tokenizer adds it, no EOS between prompt and response, EOS after the
+response): the response tokens see a different context, and BPE merges across the prompt-response
+boundary can differ.  There is no parameter for the code's layout.
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ from ..data.io import Dataset, from_records, iter_raw
 from ._influence import InfluenceConfig, influence, max_over_tasks, per_task, renderings
 from ._passes import resolve_template
 from .base import Context, Method, choose, register
+from .faithfulness import Divergence
 
 
 @dataclass
@@ -82,6 +91,14 @@ class ROSE(Method):
     code = "https://github.com/YANGWU001/ROSE"
     needs = ("causal_lm", "fine-tuning", "preference_target_set")
     summary = "LESS with DPO-loss gradients of a few-shot preference set as the target direction."
+    faithfulness = (
+        Divergence(topic="target triple tokenisation",
+                   official="rose/dpo_gradient.py:103-118: prompt, chosen, rejected tokenised apart without special "
+                            "tokens (no BOS); EOS appended to the prompt and to each response",
+                   default="ours",
+                   parameter="none: tunesift renders prompt + response with the template (BOS, no EOS after "
+                             "the prompt, EOS after the response)"),
+    )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         from ..signals.gradients import gradient_features
