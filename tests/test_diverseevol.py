@@ -42,7 +42,7 @@ def test_rounds_match_an_independent_replay(tiny_llama, alpaca_file):
     labelled = list(res.selected_indices[:2])                   # round 0: the seeded random draw
     assert sorted(labelled) == sorted(np.flatnonzero(t["round"] == 0))
     cfg = TrainConfig(method="full", template="alpaca", epochs=2, learning_rate=3e-3, batch_size=2, max_length=512,
-                      lr_schedule="cosine", warmup_ratio=0.03)
+                      lr_schedule="cosine", warmup_ratio=0.03, loss_weighting="group", loss_group_size=4)
     for r in (1, 2):
         m = finetune(tiny_llama, ds.subset(labelled), cfg, progress=False).lm
         X = np.stack([authors_embedding(m.model, m.tokenizer, rec) for rec in raws])
@@ -80,3 +80,21 @@ def test_whitening_is_the_codes_transform():
 def test_threshold_budget_is_refused(tiny_llama, alpaca_file):
     with pytest.raises(tunesift.TunesiftError, match="count or a fraction"):
         tunesift.select(alpaca_file, "diverseevol", ">=1", lm=tiny_llama, use_cache=False, progress=False)
+
+
+def test_rounds_train_with_the_official_step(tiny_llama, alpaca_file, monkeypatch):
+    """The code's effective batch: README's 4 GPUs (torch.distributed.run --nproc_per_node=4) x the
+    config's per_device_train_batch_size 4 x gradient_accumulation_steps 4; the HF Trainer's loss is
+    each device micro-batch's token mean, averaged over micro-batches."""
+    import tunesift.train as train
+    gpus, per_device, accumulation = 4, 4, 4
+    seen = []
+    real = train.finetune
+
+    def spy(lm, data, cfg, **kw):
+        seen.append(cfg)
+        return real(lm, data, cfg, **kw)
+    monkeypatch.setattr(train, "finetune", spy)
+    tunesift.select(alpaca_file, "diverseevol", 4, lm=tiny_llama, use_cache=False, progress=False, rounds=1, epochs=1)
+    assert seen and all(c.batch_size == gpus * per_device * accumulation for c in seen)
+    assert all(c.loss_weighting == "group" and c.loss_group_size == per_device for c in seen)

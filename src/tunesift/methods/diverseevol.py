@@ -8,8 +8,10 @@ embeds every example with the previous round's model (mean of the last layer's h
 all tokens of the Alpaca prompt + response + EOS, max length 512, not normalised), adds the
 ``per_round`` unlabelled examples that k-center greedy picks (largest Euclidean distance to the
 nearest labelled one), and fine-tunes the *base* model afresh on the whole labelled set (the code
-reloads it every round).  Training as the code's config: full fine-tuning, 3 epochs, lr 2e-5 with
-cosine decay after 3% warm-up, 16 examples per step, max length 512.
+reloads it every round).  Training as the code's config and README: full fine-tuning, 3 epochs,
+lr 2e-5 with cosine decay after 3% warm-up, max length 512, 64 examples per step (4 GPUs x 4 per
+device x 4 accumulation), the step's loss the mean over its 16 device micro-batches of each one's
+token mean (the HF Trainer of transformers 4.28; ``loss_weighting="group"``, ``loss_group_size=4``).
 
 Budget: the final labelled set.  The paper starts with 100 and adds 100 in each of 10 rounds
 (1,100); tunesift splits the budget evenly over round 0 and ``rounds`` rounds (round 0 takes the
@@ -23,8 +25,10 @@ Divergences: the code draws round 0 with an unseeded ``torch.randperm`` (tunesif
 it forms the dense N x N distance matrix on one GPU and takes sqrt of values that rounding can make
 negative (NaN); tunesift runs its exact lazy k-center with the labelled set as seeds and clamps at 0;
 it embeds one example at a time (tunesift: length-sorted batches, right padding, which causal
-attention leaves exact).  ``whiten_components`` > 0 applies the code's optional whitening (off by
-default in the code and here).  ``train_method="lora"`` trades fidelity for speed.
+attention leaves exact); its steps are random draws, tunesift's are built from length-sorted
+micro-batches.  ``whiten_components`` > 0 applies the code's optional whitening (off by default in
+the code and here).  ``train_method="lora"`` trades fidelity for speed; ``batch_size=16
+loss_weighting=token`` is the previous default (four times the steps per round).
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ from ..models.templates import render_conversation, with_eos
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
 from .base import Context, SetMethod, choose, register
+from .faithfulness import Divergence
 
 log = logging.getLogger("tunesift")
 
@@ -51,14 +56,18 @@ class DiverseEvolConfig:
     train_method: str = "full"        # full (the paper) | lora
     epochs: float = 3.0
     learning_rate: float | None = None   # None: 2e-5 full, 2e-4 LoRA
-    batch_size: int = 16              # 4 per device x 4 accumulation in the code's config
+    batch_size: int = 64              # 4 GPUs (README) x 4 per device x 4 accumulation (the code's config)
+    loss_weighting: str = "group"     # group: mean of per-device micro-batch token means (HF Trainer) | token | example
+    loss_group_size: int = 4          # the code's per_device_train_batch_size
     max_length: int = 512
     whiten_components: int = 0        # > 0: whiten the embeddings to this many dimensions first
 
     def validate(self) -> None:
         choose(self.train_method, ("full", "lora"), "train_method")
-        if self.rounds < 1 or self.epochs <= 0 or self.whiten_components < 0:
-            raise TunesiftError("diverseevol: rounds must be >= 1, epochs > 0, whiten_components >= 0")
+        choose(self.loss_weighting, ("group", "token", "example"), "loss_weighting")
+        if self.rounds < 1 or self.epochs <= 0 or self.whiten_components < 0 or self.loss_group_size < 1:
+            raise TunesiftError("diverseevol: rounds and loss_group_size must be >= 1, epochs > 0, "
+                                "whiten_components >= 0")
 
 
 def whiten(X: np.ndarray, n: int) -> np.ndarray:
@@ -80,6 +89,20 @@ class DiverseEvol(SetMethod):
     code = "https://github.com/OFA-Sys/DiverseEvol"
     needs = ("causal_lm", "fine-tuning")
     summary = "Rounds of: fine-tune on the chosen set, embed the pool with that model, add k-center picks."
+    faithfulness = (
+        Divergence(topic="examples per step",
+                   official="configs/config_example_kc_dolly.yml:11,13 (per device 4, accumulation 4) x "
+                            "README.md:55 (--nproc_per_node=4): 64 per step",
+                   parameter="batch_size=16 (the previous default: 4 x 4 on one device)"),
+        Divergence(topic="loss weighting",
+                   official="evol_schedule_base.py:119 HF Trainer (environment.yml:192 transformers 4.28.1): the "
+                            "mean over micro-batches of each 4-example micro-batch's token mean",
+                   parameter="loss_weighting=token (the mean over the step's tokens)"),
+        Divergence(topic="round-0 draw and k-center start",
+                   official="evol_schedule_base.py:49 unseeded torch.randperm; evol_schedules/kcenter_sampling.py:64 "
+                            "sqrt of a dense N x N matrix that rounding can make negative (NaN)",
+                   default="ours", parameter="the run's --seed; exact lazy k-center, distances clamped at 0"),
+    )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         self.data_ = data
@@ -106,7 +129,8 @@ class DiverseEvol(SetMethod):
                           lm.tokenizer.eos_token).text for i in pool]
         cfg = TrainConfig(method=c.train_method, template="alpaca", epochs=c.epochs, learning_rate=c.learning_rate,
                           batch_size=c.batch_size, max_length=max_length, lr_schedule="cosine", warmup_ratio=0.03,
-                          turns=ctx.turns, seed=ctx.seed)
+                          turns=ctx.turns, loss_weighting=c.loss_weighting, loss_group_size=c.loss_group_size,
+                          seed=ctx.seed)
         self.rounds_ = []
         for r in range(1, rounds + 1):
             log.info("diverseevol round %d/%d: fine-tuning on %d examples, then embedding %d", r, rounds,
