@@ -146,3 +146,20 @@ def test_rifd_direct_passes_capped_as_reflection_tuning(tiny_llama, alpaca_file,
             assert not t.loc[i, "eligible"]
         else:
             assert t.loc[i, "eligible"] == (ifd < 1 and rifd < 1), i
+
+
+def test_near_threshold_flagged_in_half_precision_only(tiny_llama, tiny_tokenizer, alpaca_file, tmp_path, caplog):
+    from tunesift.models import wrap_model
+    from .conftest import build_tiny
+    half = wrap_model(build_tiny("llama", tiny_tokenizer).to(torch.bfloat16), tiny_tokenizer, "tiny-llama-bf16")
+    band = 0.02
+    with caplog.at_level("WARNING", logger="tunesift"):
+        t = tunesift.score(alpaca_file, "ifd", lm=half, cache_dir=tmp_path, progress=False, precision_band=band).table
+    near = [abs(v - 1) <= band for v in t["ifd"]]
+    assert sum(near) >= 1 and t["near_threshold"].tolist() == near
+    assert t["eligible"].tolist() == (t["ifd"] <= 1).tolist()      # a flag, not a filter
+    assert f"{sum(near)} example(s) within" in caplog.text
+    r = tunesift.score(alpaca_file, "rifd", lm=half, cache_dir=tmp_path, progress=False, precision_band=band).table
+    assert r["near_threshold"].tolist() == [abs(a - 1) <= band or abs(b - 1) <= band for a, b in zip(r["ifd"], r["rifd"])]
+    fp32 = tunesift.score(alpaca_file, "ifd", lm=tiny_llama, cache_dir=tmp_path, progress=False, precision_band=band)
+    assert not fp32.table["near_threshold"].any()

@@ -28,21 +28,30 @@ Faithfulness notes (each also a ``Divergence`` row on the class):
   example wins (``ties="last"``, default); ``ties="first"`` keeps the earlier one.
 - The budget: a fraction here is of the input pool; Cherry's ``sample_rate`` applies to the
   survivors of its filters.  Use a count for an exact size.
+- Precision: Cherry scores in fp32; tunesift loads bf16 on CUDA.  Examples whose IFD lies within
+  ``precision_band`` (relative) of ``max_ifd`` could fall either side under fp32: when the model is in
+  half precision they are flagged in ``near_threshold`` and counted in a log line; rerun with
+  ``--dtype float32`` to settle them.
 - The response span is located by token offsets, not by ``rfind`` of the response text.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.templates import TEMPLATES
 from ..selectors import Budget, top_k
 from .base import Context, Method, choose, register
 from .faithfulness import Divergence
 from ._passes import conditioned, direct, resolve_template
+
+log = logging.getLogger("tunesift")
+
 
 @dataclass
 class IFDConfig:
@@ -54,12 +63,17 @@ class IFDConfig:
     max_ifd: float = 1.0             # examples above this are ineligible
     strict: bool = False             # also drop IFD == max_ifd (Superfiltering keeps IFD < 1)
     ties: str = "last"               # last (Cherry: the later of equal IFDs wins) | first
+    # Relative half-width around max_ifd flagged when scored in half precision: an upper bound on the
+    # bf16-vs-fp32 IFD difference measured on the default model.
+    precision_band: float = 0.01
 
     def validate(self) -> None:
         choose(self.variant, ("loss_ratio", "ppl_ratio"), "variant")
         choose(self.template, TEMPLATES + ("auto",), "template")
         choose(self.truncation, ("drop", "truncate"), "truncation")
         choose(self.ties, ("last", "first"), "ties")
+        if not self.precision_band >= 0:
+            raise TunesiftError("precision_band must be >= 0")
 
 
 def ifd_from(cond_mean: np.ndarray, direct_mean: np.ndarray, variant: str) -> np.ndarray:
@@ -74,6 +88,23 @@ def same_prefix_caps(cond) -> np.ndarray:
     the response tokens it kept (the authors' direct max_length of max_length - len(prompt) + len(tag)
     tokens), so both passes score the same prefix; -1 = no cap."""
     return np.where(cond.truncated, cond.n_tokens, -1)
+
+
+def near_threshold(values: list[np.ndarray], threshold: float, band: float, ctx: Context, name: str) -> np.ndarray:
+    """Which examples lie within ``band`` (relative) of ``threshold`` in any of ``values``, when the model
+    runs in half precision (all False in fp32); a log line gives their count."""
+    dtype = str(getattr(ctx.causal_lm(), "dtype", "float32"))
+    near = np.zeros(len(values[0]), dtype=bool)
+    if "float32" in dtype or "float64" in dtype:
+        return near
+    for v in values:
+        with np.errstate(invalid="ignore"):
+            near |= np.abs(v - threshold) <= band * abs(threshold)
+    if near.any():
+        log.warning("%s: %d example(s) within %.3g%% of the threshold %g under %s, which fp32 (the authors' "
+                    "precision) could put on the other side; column near_threshold; --dtype float32 settles them",
+                    name, int(near.sum()), 100 * band, threshold, dtype)
+    return near
 
 
 @register
@@ -106,6 +137,10 @@ class IFD(Method):
                    paper="IFD from a model briefly pre-experienced on a clustered sample",
                    default="ours",
                    parameter="template=vicuna for V2's prompt; V1's pre-experienced model: fine-tune first (tunesift train)"),
+        Divergence(topic="numeric precision",
+                   official="cherry_seletion/data_analysis.py:93: from_pretrained with no dtype (fp32)",
+                   default="ours",
+                   parameter="--dtype float32 (bf16 on CUDA by default; near_threshold flags the examples it could flip)"),
         Divergence(topic="response span",
                    official="cherry_seletion/data_analysis.py:63: text.rfind(response) (wrong when the response "
                             "also ends the prompt's text)",
@@ -124,6 +159,7 @@ class IFD(Method):
             "loss_cond": cond.mean_nll, "loss_direct": dire.mean_nll,
             "ppl_cond": cond.ppl, "ppl_direct": dire.ppl,
             "n_response_tokens": cond.n_tokens, "truncated": cond.truncated | dire.truncated,
+            "near_threshold": near_threshold([ifd], c.max_ifd, c.precision_band, ctx, self.name),
         })
         reason = np.full(len(data), "", dtype=object)
         over = (ifd >= c.max_ifd) if c.strict else (ifd > c.max_ifd)

@@ -22,7 +22,9 @@ Faithfulness notes:
 - The released code ranks nothing further; the paper's top-k for its ~1k-sample models is not in the
   repository [recalled, unverified].  With a count or fraction budget, tunesift ranks the rule's
   survivors by ``rank_by`` (lowest r-IFD by default).
-- The rewriting half (teacher reflections) needs the generation back ends of a later release.
+- Precision: the code runs in fp32; on CUDA tunesift loads bf16.  Pairs whose IFD or r-IFD lies
+  within ``precision_band`` of 1 are flagged in ``near_threshold`` (and counted in a log line).
+- The rewriting half (the oracle's reflections and the selective choice among versions) is ``tunesift.recycle``.
 """
 from __future__ import annotations
 
@@ -31,12 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.templates import Rendered, _single, render_direct
 from .base import Context, Method, choose, register
 from ._passes import conditioned, direct
 from .faithfulness import Divergence
-from .ifd import ifd_from, same_prefix_caps
+from .ifd import ifd_from, near_threshold, same_prefix_caps
 
 REVERSE = ("Below is the response to an instruction, please guess the corresponding instruction for the given "
            "response.\n{response}\nGenerate the instruction for the above response.")
@@ -48,11 +51,14 @@ class RIFDConfig:
     variant: str = "ppl_ratio"
     max_length: int = 2048
     rank_by: str = "rifd"        # rifd (lowest first) | ifd (highest first)
+    precision_band: float = 0.01  # relative band around 1 flagged in half precision (see ifd)
 
     def validate(self) -> None:
         choose(self.template, ("vicuna", "alpaca", "plain"), "template")
         choose(self.variant, ("ppl_ratio", "loss_ratio"), "variant")
         choose(self.rank_by, ("rifd", "ifd"), "rank_by")
+        if not self.precision_band >= 0:
+            raise TunesiftError("precision_band must be >= 0")
 
 
 def reverse_rendering(instruction: str, inp: str, response: str, template: str) -> Rendered:
@@ -81,6 +87,11 @@ class RIFD(Method):
                    official="selection_code/get_select_data.py: keeps every pair that passes; no top-k in the code",
                    paper="top-k for the ~1k-sample models [recalled, unverified]",
                    default="official", parameter="a count or fraction budget ranks by rank_by"),
+        Divergence(topic="numeric precision",
+                   official="selection_code/data_analysis.py:105: from_pretrained with no dtype (fp32)",
+                   default="ours",
+                   parameter="--dtype float32 (bf16 on CUDA by default; near_threshold flags pairs within "
+                             "precision_band of IFD = 1 or r-IFD = 1)"),
         Divergence(topic="response span",
                    official="selection_code/data_analysis.py:79: text.rfind(target)",
                    default="ours", parameter="none (token offsets)"),
@@ -102,7 +113,8 @@ class RIFD(Method):
         table = pd.DataFrame({"score": -rifd if c.rank_by == "rifd" else ifd, "ifd": ifd, "rifd": rifd,
                               "ppl_response_cond": cond.ppl, "ppl_response": dire.ppl,
                               "ppl_instruction_cond": rev.ppl, "ppl_instruction": ins.ppl,
-                              "truncated": cond.truncated | rev.truncated})
+                              "truncated": cond.truncated | rev.truncated,
+                              "near_threshold": near_threshold([ifd, rifd], 1.0, c.precision_band, ctx, self.name)})
         reason = np.full(len(data), "", dtype=object)
         reason[~(rifd < 1)] = "r-ifd >= 1"
         reason[~(ifd < 1)] = "ifd >= 1"
