@@ -163,3 +163,10 @@ def test_near_threshold_flagged_in_half_precision_only(tiny_llama, tiny_tokenize
     assert r["near_threshold"].tolist() == [abs(a - 1) <= band or abs(b - 1) <= band for a, b in zip(r["ifd"], r["rifd"])]
     fp32 = tunesift.score(alpaca_file, "ifd", lm=tiny_llama, cache_dir=tmp_path, progress=False, precision_band=band)
     assert not fp32.table["near_threshold"].any()
+
+
+def test_ifd_turns_all_drops_truncated_responses(tiny_llama, alpaca_file, tmp_path):
+    """Per-turn caps are undefined with turns=all, so a truncated example cannot be scored on one prefix."""
+    t = tunesift.score(alpaca_file, "ifd", lm=tiny_llama, cache_dir=tmp_path, progress=False, max_length=90,
+                       turns="all").table
+    assert t["truncated"].sum() >= 2 and not t.loc[t["truncated"], "eligible"].any()

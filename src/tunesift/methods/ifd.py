@@ -167,6 +167,8 @@ class IFD(Method):
         reason[~np.isfinite(ifd)] = "ifd undefined (zero direct loss)"
         if c.truncation == "drop":
             reason[table["truncated"].to_numpy()] = "response truncated at max_length"
+        elif ctx.turns == "all":    # no per-turn cap: the two passes would score different spans
+            reason[table["truncated"].to_numpy()] = "response truncated at max_length (turns=all: no same-prefix cap)"
         reason[dire.n_tokens == 0] = "no response token to score in the direct pass (one-token response, no BOS)"
         reason[cond.n_tokens == 0] = "no response tokens within max_length"
         table["eligible"] = reason == ""
