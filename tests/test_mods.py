@@ -96,3 +96,66 @@ def test_winrate_against_references_with_a_reward_judge(tiny_llama, tiny_reward_
     spec = parse_eval("alpaca_eval_winrate:3=" + str(alpaca_file), None)
     named = run_eval(spec, tiny_llama, judge=judge)
     assert named["n"] == 3 and 0 <= named["win_rate"] <= 1
+
+
+def test_mods_seed_model_trains_with_the_official_recipe(tiny_llama, tiny_embedder, tiny_reward_dir, alpaca_file,
+                                                         monkeypatch):
+    """train/run.sh: 4 GPUs x 8 per device x 16 accumulation = 512 per step for the paper's 1,000
+    seeds, full fine-tuning, lr 2e-5 cosine, 3 epochs; HF Trainer groups of 8.  Scaled: the same share
+    of the seed set per step, so ceil(512 / 1000 x seeds) per step and the official 6 updates."""
+    import math
+    import tunesift.train as train
+    from tunesift.methods.mods import seed_batch_size
+    seen, real = [], train.finetune
+
+    def spy(lm, data, cfg, **kw):
+        seen.append((len(data), cfg))
+        return real(lm, data, cfg, **kw)
+    monkeypatch.setattr(train, "finetune", spy)
+    tunesift.select(read_dataset(alpaca_file), "mods", 8, lm=tiny_llama, embedder=tiny_embedder, use_cache=False,
+                    progress=False, reward_model=str(tiny_reward_dir), alpha=-1e9, beta=1e9, seed_fraction=0.5,
+                    max_new_tokens=2)
+    (n_seed, cfg), = seen
+    gpus, per_device, accumulation, paper_seeds = 4, 8, 16, 1000
+    assert (cfg.method, cfg.learning_rate, cfg.lr_schedule, cfg.epochs) == ("full", 2e-5, "cosine", 3.0)
+    assert cfg.loss_weighting == "group" and cfg.loss_group_size == per_device
+    assert cfg.batch_size == math.ceil(gpus * per_device * accumulation * n_seed / paper_seeds) == 3
+    # steps per epoch as the official run's: 1,000 seeds / 512 per step -> 2
+    for n in (4, 50, 1000):
+        assert math.ceil(n / seed_batch_size(n, None)) == math.ceil(paper_seeds / (gpus * per_device * accumulation))
+    assert seed_batch_size(5000, None) == 512 and seed_batch_size(100, 16) == 16
+
+
+def test_mods_reward_reads_the_whole_pair(tiny_llama, tiny_embedder, tiny_tokenizer, tmp_path):
+    """quality-evaluation.py: tokenizer(question, answer) with no truncation, then the model's logit."""
+    import json
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+    torch.manual_seed(2)
+    d = tmp_path / "rm"
+    rm = BertForSequenceClassification(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                                                  num_attention_heads=2, intermediate_size=64, num_labels=1,
+                                                  max_position_embeddings=2048, pad_token_id=tiny_tokenizer.pad_token_id))
+    with torch.no_grad():
+        rm.classifier.weight.mul_(1000)      # rewards of order 1, not 1e-3
+    rm.save_pretrained(d)
+    tiny_tokenizer.save_pretrained(d)
+    rows = [{"instruction": "Summarise the text.", "input": "the quick brown fox " * 100 + "def add(a, b): 0123 " * 50,
+             "output": "A fox."},
+            {"instruction": "Name a color.", "input": "", "output": "Blue. " * 200},
+            {"instruction": "What is 2 + 3?", "input": "", "output": "5"}]
+    p = tmp_path / "long.json"
+    p.write_text(json.dumps(rows))
+    t = tunesift.score(p, "mods", lm=tiny_llama, embedder=tiny_embedder, use_cache=False, progress=False,
+                       reward_model=str(d)).table
+    tok, m = AutoTokenizer.from_pretrained(d), AutoModelForSequenceClassification.from_pretrained(d).eval()
+    want = []
+    for r in rows:
+        q = r["instruction"] + ("\n" + r["input"] if r["input"] else "")
+        enc = tok(q, r["output"], return_tensors="pt")
+        with torch.no_grad():
+            want.append(float(m(**enc).logits[0, 0]))
+    assert len(tok(rows[0]["instruction"] + "\n" + rows[0]["input"], rows[0]["output"])["input_ids"]) > 512
+    np.testing.assert_allclose(t["quality"], want, rtol=2e-5)
+    cut = tunesift.score(p, "mods", lm=tiny_llama, embedder=tiny_embedder, use_cache=False, progress=False,
+                         reward_model=str(d), reward_max_length=512).table
+    assert abs(cut["quality"][0] - want[0]) > 1e-3 * abs(want[0]) and cut["quality"][2] == pytest.approx(want[2], rel=2e-5)

@@ -3,14 +3,25 @@
 Du, Zong, Zhang, "MoDS: Model-oriented Data Selection for Instruction Tuning", arXiv 2311.15653, 2023
 (github.com/CASIA-LM/MoDS).
 
-1. Quality: a reward model scores (question, answer), question = instruction (+ "\\n" + input);
+1. Quality: a reward model scores (question, answer), question = instruction (+ "\\n" + input),
+   the pair uncut (the code tokenizes it without truncation; ``reward_max_length`` cuts it);
    keep reward > ``alpha`` (README: 0.0).
 2. Coverage: k-center greedy on embeddings of the high-quality *instructions* picks the seed set.
-3. Necessity: fine-tune the base model on the seed set (tunesift's fine-tuning engine), let it
+3. Necessity: fine-tune the base model on the seed set (the official recipe, below), let it
    answer every other high-quality instruction (Alpaca prompt), score those answers with the same
    reward model (question always instruction + "\\n" + input, as the code does), and add the
    examples whose answer scores below ``beta``.
 Final set = seed + necessary (de-duplicated; the code's concatenation can repeat items).
+
+Seed model, as ``train/run.sh`` and the README: full fine-tuning, 3 epochs, lr 2e-5 with cosine
+decay after 3% warm-up, max length 1,024, 512 examples per step (4 GPUs x 8 per device x 16
+accumulation), the step's loss the mean over device micro-batches of each one's token mean (HF
+Trainer; ``loss_weighting="group"``, ``loss_group_size=8``).  Scaled to the pool: 512 per step was
+for the paper's 1,000 seeds (a recalled figure; the code takes ``top_k`` as an argument), about
+half the seed set per step, so 2 steps per epoch and 6 in all.  ``batch_size=None`` (default) keeps
+that share: ceil(0.512 x seeds) examples per step, at most 512, so a seed set of any size gets the
+official run's 6 updates; ``batch_size=512`` is the literal setting.  ``train_method="lora"
+learning_rate=2e-4 batch_size=16 lr_schedule=linear loss_weighting=token`` is the previous default.
 
 Budget: the final size; ``seed_fraction`` of it goes to the seed set and the necessary examples
 fill the rest, lowest answer reward first (the paper keeps every one below beta, whatever the
@@ -34,8 +45,10 @@ from ..data.io import Dataset
 from ..models.loading import resolve_device
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
+from ..signals.reward import RewardModel
 from ._judging import PairJudge, question_text
 from .base import Context, SetMethod, choose, register
+from .faithfulness import Divergence
 
 log = logging.getLogger("tunesift")
 
@@ -48,16 +61,41 @@ class MoDSConfig:
     seed_fraction: float = 0.25
     fill: str = "budget"              # budget: fill up to the budget; threshold: every example below beta
     field: str = "instruction"        # what is embedded for the seed set (the code: the instruction alone)
-    epochs: float = 3.0               # seed-model fine-tuning (LoRA)
-    learning_rate: float | None = None
+    # seed-model fine-tuning: the official recipe (train/run.sh), the step scaled to the seed set
+    train_method: str = "full"        # full | lora
+    epochs: float = 3.0
+    learning_rate: float | None = 2e-5   # None: the engine's default for train_method (2e-4 LoRA)
+    batch_size: int | None = None     # None: ceil(0.512 x seeds), at most 512 (512 per step on 1,000 seeds)
+    lr_schedule: str = "cosine"
+    loss_weighting: str = "group"     # group: mean of per-device micro-batch token means (HF Trainer) | token | example
+    loss_group_size: int = 8          # the code's per_device_train_batch_size
     max_new_tokens: int = 256
     num_beams: int = 1
-    max_length: int = 1024
+    max_length: int = 1024            # the code's model_max_length
+    reward_max_length: int | None = None   # None: the reward model reads the whole pair, as the code
 
     def validate(self) -> None:
         choose(self.fill, ("budget", "threshold"), "fill")
+        choose(self.train_method, ("full", "lora"), "train_method")
+        choose(self.lr_schedule, ("cosine", "linear"), "lr_schedule")
+        choose(self.loss_weighting, ("group", "token", "example"), "loss_weighting")
         if not 0 < self.seed_fraction <= 1:
             raise TunesiftError("seed_fraction must be in (0, 1]")
+        if (self.batch_size is not None and self.batch_size < 1) or self.loss_group_size < 1:
+            raise TunesiftError("batch_size and loss_group_size must be at least 1")
+        if self.reward_max_length is not None and self.reward_max_length < 8:
+            raise TunesiftError("reward_max_length must be at least 8 (or None: uncut)")
+
+
+OFFICIAL_STEP, OFFICIAL_SEEDS = 512, 1000   # run.sh: 4 x 8 x 16 per step; the paper's seed count
+
+
+def seed_batch_size(n_seed: int, batch_size: int | None) -> int:
+    """Examples per step of the seed fine-tune: the given size, or the official run's share of the
+    seed set per step (512 of 1,000), at most 512."""
+    if batch_size is not None:
+        return batch_size
+    return max(1, min(OFFICIAL_STEP, -(-n_seed * OFFICIAL_STEP // OFFICIAL_SEEDS)))
 
 
 @register
@@ -70,10 +108,37 @@ class MoDS(SetMethod):
     needs = ("causal_lm", "embedder", "reward_model")
     stages = 3
     summary = "Reward-model quality filter, k-center seed set, then what the seed-tuned model still answers badly."
+    faithfulness = (
+        Divergence(topic="seed-model training",
+                   official="train/run.sh:2,7-18 and README.md:74-95: 4 GPUs x 8 per device x 16 accumulation "
+                            "(512 per step), full fine-tuning, 3 epochs, lr 2e-5 cosine, warm-up 0.03; HF Trainer: "
+                            "the mean of per-micro-batch token means",
+                   default="official",
+                   parameter="batch_size=512 (literal; default scales it to the seed set, see the docstring); "
+                             "train_method=lora learning_rate=2e-4 batch_size=16 lr_schedule=linear "
+                             "loss_weighting=token (the previous default)"),
+        Divergence(topic="reward model input length",
+                   official="quality-evaluation/quality-evaluation.py:85 and necessity-evaluation/"
+                            "necessity-evaluation.py:81: tokenizer(question, answer), no truncation (a pair "
+                            "the model cannot take raises and is dropped)",
+                   parameter="reward_max_length=512 (cut the pair, longest first)"),
+        Divergence(topic="seed embeddings and k-center start",
+                   official="diverse-data-selection/run.py:17-25: BERT [CLS] of the instruction (max length 96); "
+                            "kcenter_greedy.py: unseeded np.random start",
+                   default="ours", parameter="the run's embedder and --seed"),
+        Divergence(topic="generation",
+                   official="inference/instruction_filter.py:60,101: beam search 4, max_new_tokens = model_max_length",
+                   default="ours", parameter="num_beams=4 max_new_tokens=1024"),
+    )
 
     def _reward(self, ctx: Context, questions: list[str], answers: list[str]) -> np.ndarray:
         if getattr(self, "judge_", None) is None:
             self.judge_ = PairJudge(self.config.reward_model, self.config.max_length)
+            if self.config.reward_model:
+                # PairJudge's reward model cuts pairs at 512 tokens; the code reads them whole
+                self.judge_._rm = RewardModel(self.config.reward_model, device=ctx.device, cache_dir=ctx.cache_dir,
+                                              max_length=self.config.reward_max_length or 1 << 30,
+                                              use_cache=ctx.use_cache, progress=ctx.progress)
         return self.judge_(ctx, questions, answers)
 
     def _thresholds(self) -> tuple[float, float]:
@@ -113,8 +178,11 @@ class MoDS(SetMethod):
         if len(rest) and (k > n_seed or cfg.fill == "threshold"):
             log.info("mods: fine-tuning the seed model on %d seeds, then answering %d instructions", len(seed), len(rest))
             tr = finetune(ctx.causal_lm(), self.data_.subset(seed.tolist()),
-                          TrainConfig(template="alpaca", epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                                      seed=ctx.seed, max_length=cfg.max_length), progress=ctx.progress)
+                          TrainConfig(method=cfg.train_method, template="alpaca", epochs=cfg.epochs,
+                                      learning_rate=cfg.learning_rate, batch_size=seed_batch_size(len(seed), cfg.batch_size),
+                                      lr_schedule=cfg.lr_schedule, warmup_ratio=0.03, loss_weighting=cfg.loss_weighting,
+                                      loss_group_size=cfg.loss_group_size, seed=ctx.seed, max_length=cfg.max_length),
+                          progress=ctx.progress)
             exs = [self.data_.examples[i] for i in rest]
             prompts, _ = prompts_of(self.data_.subset(rest.tolist()), "alpaca", None)
             answers = generate(tr.lm, prompts, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
