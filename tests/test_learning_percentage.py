@@ -41,7 +41,8 @@ def test_lp_matches_the_formula_computed_independently(tiny_llama, tiny_embedder
     ds = read_dataset(alpaca_file)
     want: list[list[float]] = []
     finetune(tiny_llama, ds, TrainConfig(method="full", template="alpaca", epochs=3.0, learning_rate=3e-3,
-                                         batch_size=2, max_length=512, lr_schedule="cosine", warmup_ratio=0.03),
+                                         batch_size=2, max_length=512, lr_schedule="cosine", warmup_ratio=0.03,
+                                         loss_weighting="group", loss_group_size=4),
              progress=False, on_epoch=lambda snap: want.append([authors_ppl(snap.lm.model, snap.lm.tokenizer, r)
                                                                for r in ALPACA]))
     P = np.array(want)
@@ -113,3 +114,21 @@ def test_chunks_selection_is_the_codes_array_split():
 def test_threshold_budget_is_refused(tiny_llama):
     with pytest.raises(tunesift.TunesiftError, match="count or a fraction"):
         LearningPercentage().select(_table(), Budget.parse(">=0.5"), None)
+
+
+def test_selector_trains_with_the_hf_trainer_weighting(tiny_llama, tiny_embedder, alpaca_file, monkeypatch):
+    """README: per_device_train_batch_size 4, gradient_accumulation_steps 8, HF Trainer: the step's
+    loss is the mean over micro-batches of 4 of each one's token mean, 32 examples per step."""
+    import tunesift.train as train
+    per_device, accumulation = 4, 8
+    seen, real = [], train.finetune
+
+    def spy(lm, data, cfg, **kw):
+        seen.append(cfg)
+        return real(lm, data, cfg, **kw)
+    monkeypatch.setattr(train, "finetune", spy)
+    tunesift.score(alpaca_file, "learning-percentage", lm=tiny_llama, embedder=tiny_embedder, use_cache=False,
+                   progress=False, variant="lp_approx", learning_rate=1e-3)
+    (cfg,) = seen
+    assert cfg.batch_size == per_device * accumulation
+    assert cfg.loss_weighting == "group" and cfg.loss_group_size == per_device

@@ -6,6 +6,10 @@ Data for Larger Language Models", ACL 2024 Findings (arXiv 2402.10430; github.co
 1. Fine-tune the selector model on the *whole* pool for ``epochs`` (n = 3) epochs: Alpaca prompt,
    EOS after the response, loss on response tokens, full fine-tuning, lr 2e-5 with cosine decay after
    3% warm-up, 32 examples per step, max length 512 (the code's ``train.py`` / ``dump_pplxs.py``).
+   The step's loss is the HF Trainer's: the mean over the step's device micro-batches of 4 of each
+   one's token mean (``loss_weighting="group"``, ``loss_group_size=4``; ``token`` weights every
+   token of the step alike).  The README leaves the GPU count open (``--nproc_per_node=...``);
+   32 per step is per-device 4 x accumulation 8 on one.
 2. Each example's response perplexity P_i = exp(mean NLL of its response tokens and EOS) before
    training (P_0) and after each epoch (P_1..P_n), all scored by the batched engine on the model
    being trained (the code: a Trainer callback at train begin and at each epoch end).
@@ -44,6 +48,7 @@ from ..selectors import Budget
 from ..selectors.cluster import kmeans, lowest_per_cluster, proportional_quotas
 from ._passes import resolve_template
 from .base import Context, Method, choose, register
+from .faithfulness import Divergence
 
 log = logging.getLogger("tunesift")
 
@@ -58,6 +63,8 @@ class LearningPercentageConfig:
     train_method: str = "full"        # full (the paper) | lora
     learning_rate: float | None = None   # None: 2e-5 full, 2e-4 LoRA
     batch_size: int = 32              # examples per optimiser step (4 per device x 8 accumulation)
+    loss_weighting: str = "group"     # group: mean of per-device micro-batch token means (HF Trainer) | token | example
+    loss_group_size: int = 4          # the README's per_device_train_batch_size
     max_length: int = 512
 
     def validate(self) -> None:
@@ -65,6 +72,9 @@ class LearningPercentageConfig:
         choose(self.selection, ("budget", "chunks"), "selection")
         choose(self.template, TEMPLATES + ("auto",), "template")
         choose(self.train_method, ("full", "lora"), "train_method")
+        choose(self.loss_weighting, ("group", "token", "example"), "loss_weighting")
+        if self.loss_group_size < 1:
+            raise TunesiftError("learning-percentage: loss_group_size must be at least 1")
         if self.epochs < 1 or (self.n_clusters is not None and self.n_clusters < 1):
             raise TunesiftError("learning-percentage: epochs and n_clusters must be at least 1")
 
@@ -87,6 +97,19 @@ class LearningPercentage(Method):
     summary = "Fine-tune a small model on the pool; per cluster, keep what it learns last (lowest LP(1))."
     higher_is_better = False
     default_budget = "10%"
+    faithfulness = (
+        Divergence(topic="selector loss weighting",
+                   official="README.md:27-45 (dump_pplxs.py with per_device_train_batch_size 4, "
+                            "gradient_accumulation_steps 8) and dump_pplxs.py:313 HF Trainer: the mean over "
+                            "micro-batches of each 4-example micro-batch's token mean",
+                   parameter="loss_weighting=token (the mean over the step's tokens)"),
+        Divergence(topic="selection count",
+                   official="subset.py:134-135: round(100 / percentage) np.array_split chunks per cluster, the first kept",
+                   default="ours", parameter="selection=chunks"),
+        Divergence(topic="perplexity tokens",
+                   official="dump_pplxs.py:268-271: the mean over per-token losses that are not exactly 0",
+                   default="ours", parameter="none: the mean over the scored (response + EOS) tokens"),
+    )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         from ..signals import LikelihoodEngine
@@ -114,7 +137,8 @@ class LearningPercentage(Method):
         tr = finetune(lm, data, TrainConfig(method=c.train_method, template=template, epochs=float(epochs),
                                             learning_rate=c.learning_rate, batch_size=c.batch_size,
                                             max_length=max_length, lr_schedule="cosine", warmup_ratio=0.03,
-                                            turns=ctx.turns, seed=ctx.seed),
+                                            turns=ctx.turns, loss_weighting=c.loss_weighting,
+                                            loss_group_size=c.loss_group_size, seed=ctx.seed),
                       progress=ctx.progress, on_epoch=measure)
         self.training_ = tr.summary()
         P = np.stack(passes)                      # [epochs + 1, examples]
