@@ -51,7 +51,7 @@ class RIFDConfig:
     variant: str = "ppl_ratio"
     max_length: int = 2048
     rank_by: str = "rifd"        # rifd (lowest first) | ifd (highest first)
-    precision_band: float = 0.01  # relative band around 1 flagged in half precision (see ifd)
+    precision_band: float = 0.05  # band around 1 flagged in half precision (PPL ratios; see ifd)
 
     def validate(self) -> None:
         choose(self.template, ("vicuna", "alpaca", "plain"), "template")

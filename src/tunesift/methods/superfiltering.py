@@ -39,6 +39,7 @@ class SuperfilteringConfig(IFDConfig):
     max_ifd: float = 1.0
     strict: bool = True
     ties: str = "first"
+    precision_band: float = 0.05     # PPL ratios move more under bf16 than loss ratios (see ifd)
 
 
 @register
