@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from . import __version__
 from .data.errors import TunesiftError
 from .data.io import Dataset, atomic_path, read_dataset, write_dataset, write_json
 from .methods.base import Context, Method, get_method
-from .models.loading import LoadedLM
+from .models.loading import LoadedLM, cache_root
 from .selectors import Budget
+from .signals.distributed import Runner, Slice
 
 log = logging.getLogger("tunesift")
 SCHEMA = ("id", "index", "line", "score", "eligible", "reason")
@@ -31,6 +33,7 @@ class ScoreResult:
     method: Method
     context: Context
     timings: dict = field(default_factory=dict)
+    partial: str | None = None   # set by --shard: scores of other slices are NaN, the table is not a result
 
     @property
     def summary(self) -> dict:
@@ -63,15 +66,37 @@ def _dataset(data: str | Path | Dataset, format: str | None, on_error: str, limi
 
 
 def _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress, trust_remote_code,
-             turns, seed, lm, embedder, engine_options=None) -> Context:
+             turns, seed, lm, embedder, engine_options=None, workers=0, ray_address=None, shard=None,
+             threads_per_worker=None, runner=None) -> Context:
     if turns not in ("last", "all"):
         raise TunesiftError("turns must be 'last' or 'all'")
+    part = Slice.parse(shard)
+    if part is not None and not use_cache:
+        raise TunesiftError("--shard fills the score cache for one slice: it cannot run with --no-cache")
+    if workers and workers < 0:
+        raise TunesiftError("--workers must be a positive number")
+    if use_cache:
+        _check_writable(cache_root(cache_dir))
     emb_obj = embedder if embedder is not None and not isinstance(embedder, str) else None
     return Context(model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                    cache_dir=cache_dir, use_cache=use_cache, progress=progress,
                    trust_remote_code=trust_remote_code, turns=turns, seed=seed, lm=lm,
                    embedder_model=embedder if isinstance(embedder, str) else None, embedder_obj=emb_obj,
-                   engine_options=dict(engine_options or {}))
+                   engine_options=dict(engine_options or {}), workers=workers or 0, ray_address=ray_address,
+                   shard=part, threads_per_worker=threads_per_worker, runner_obj=runner,
+                   owns_runner=runner is None)
+
+
+def _check_writable(root: Path) -> None:
+    """Before any work: a cache that cannot be written would lose every result of a long run."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise TunesiftError(f"cache directory {root} is not writable ({e.strerror or e}); "
+                            "pass --cache-dir DIR or --no-cache") from None
 
 
 def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: str | None = None,
@@ -79,21 +104,67 @@ def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: st
           cache_dir: str | None = None, use_cache: bool = True, progress: bool = True, on_error: str = "raise",
           format: str | None = None, turns: str = "last", seed: int = 0, limit: int | None = None,
           trust_remote_code: bool = False, lm: LoadedLM | None = None, output: str | Path | None = None,
-          embedder: Any = None, engine_options: dict | None = None, **params: Any) -> ScoreResult:
+          embedder: Any = None, engine_options: dict | None = None, workers: int = 0,
+          ray_address: str | None = None, shard: str | None = None, threads_per_worker: int | None = None,
+          runner: Runner | None = None, **params: Any) -> ScoreResult:
     """Score every example of ``data`` with ``method``; optionally write the table as Parquet.
 
     ``engine_options``: extra ``LikelihoodEngine`` parameters (``max_batch_size``, ``max_padding``,
-    ``share_prefix``, ``head_chunk``, ``compile_body``, ``prepare_chunk``) for tuning on unusual hardware."""
-    t0 = time.perf_counter()
-    ds = _dataset(data, format, on_error, limit)
-    t_read = time.perf_counter() - t0
+    ``share_prefix``, ``head_chunk``, ``compile_body``, ``prepare_chunk``) for tuning on unusual hardware.
+
+    Scale-out: ``workers=N`` runs every per-example pass on N Ray workers (a local Ray cluster, or the
+    one at ``ray_address``; ``"auto"`` finds a running one); results are cached here as they arrive.
+    ``shard="i/N"`` computes only slice i of N of every pass into the cache (Slurm arrays on a shared
+    file system); a later run without ``shard`` gathers them and computes nothing finished.
+    ``runner``: a ``RayRunner`` made once and reused across calls (its workers keep their models)."""
+    res = _score(data, method, model=model, device=device, dtype=dtype, batch_tokens=batch_tokens,
+                 max_length=max_length, cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+                 on_error=on_error, format=format, turns=turns, seed=seed, limit=limit,
+                 trust_remote_code=trust_remote_code, lm=lm, embedder=embedder, engine_options=engine_options,
+                 workers=workers, ray_address=ray_address, shard=shard, threads_per_worker=threads_per_worker,
+                 runner=runner, **params)
+    res.context.close()
+    if output is not None and res.partial is None:
+        _write_table(res.table, output)
+    return res
+
+
+def _score(data, method, *, model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress,
+           on_error, format, turns, seed, limit, trust_remote_code, lm, embedder, engine_options, workers,
+           ray_address, shard, threads_per_worker, runner, **params) -> ScoreResult:
+    # Everything that can be wrong with the run's options fails here, before the data is read.
     m = method if isinstance(method, Method) else get_method(method)(**params)
     if isinstance(method, Method) and params:
         raise TunesiftError("pass method parameters either in the Method object or as keywords, not both")
     ctx = _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress,
-                   trust_remote_code, turns, seed, lm, embedder, engine_options)
+                   trust_remote_code, turns, seed, lm, embedder, engine_options, workers, ray_address, shard,
+                   threads_per_worker, runner)
+    ctx.runner()   # starts (or reaches) the Ray workers now: a bad address or too many workers stops here
+    t0 = time.perf_counter()
+    try:
+        ds = _dataset(data, format, on_error, limit)
+    except BaseException:
+        ctx.close()
+        raise
+    t_read = time.perf_counter() - t0
     t1 = time.perf_counter()
-    table = m.score(ds, ctx)
+    partial = None
+    try:
+        table = m.score(ds, ctx)
+    except Exception as e:
+        if ctx.shard is None or isinstance(e, TunesiftError):
+            ctx.close()
+            raise
+        # A slice leaves other slices' results NaN; a step after the passes may need them all.  Its
+        # per-example work is cached, which is what a slice is for.
+        log.warning("--shard %s: %s's steps after its per-example passes need every slice (%s: %s); "
+                    "this slice's passes are cached", ctx.shard, m.name, type(e).__name__, e)
+        table = pd.DataFrame({"score": np.full(len(ds), np.nan), "eligible": False, "reason": "other slice"})
+    except BaseException:
+        ctx.close()
+        raise
+    if ctx.shard is not None:
+        partial = f"slice {ctx.shard}"
     if len(table) != len(ds):
         raise RuntimeError(f"method {m.name} returned {len(table)} rows for {len(ds)} examples")
     front = pd.DataFrame({"id": [e.id for e in ds.examples], "index": np.arange(len(ds)),
@@ -102,10 +173,7 @@ def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: st
     table["eligible"] = table["eligible"].astype(bool)
     table["reason"] = table["reason"].astype(str)
     table = table[list(SCHEMA) + [c for c in table.columns if c not in SCHEMA]]
-    res = ScoreResult(table, ds, m, ctx, {"read_s": t_read, "score_s": time.perf_counter() - t1})
-    if output is not None:
-        _write_table(table, output)
-    return res
+    return ScoreResult(table, ds, m, ctx, {"read_s": t_read, "score_s": time.perf_counter() - t1}, partial)
 
 
 def select(data: str | Path | Dataset, method: str | Method = "ifd", budget: Any = None, *,
@@ -113,11 +181,24 @@ def select(data: str | Path | Dataset, method: str | Method = "ifd", budget: Any
     """Score, then choose a subset under ``budget``; with ``output``, write the selection (in the
     input's format), ``<stem>.scores.parquet`` and ``<stem>.manifest.json`` beside it."""
     t0 = time.perf_counter()
-    res = score(data, method, **kwargs)
+    if kwargs.get("shard") is not None:
+        raise TunesiftError("--shard fills the cache for one slice; `tunesift score --shard i/N` on each, then "
+                            "select without --shard to gather")
+    opts = dict(model=None, device="auto", dtype="auto", batch_tokens=16384, max_length=None, cache_dir=None,
+                use_cache=True, progress=True, on_error="raise", format=None, turns="last", seed=0, limit=None,
+                trust_remote_code=False, lm=None, embedder=None, engine_options=None, workers=0,
+                ray_address=None, shard=None, threads_per_worker=None, runner=None)
+    opts.update(kwargs)
+    res = _score(data, method, **opts)
     m = res.method
-    b = Budget.parse(budget if budget is not None else m.default_budget)
-    t1 = time.perf_counter()
-    idx = np.asarray(m.select(res.table, b, res.context), dtype=np.int64)
+    try:
+        b = Budget.parse(budget if budget is not None else m.default_budget)
+        t1 = time.perf_counter()
+        # Global steps (budgets, k-center, facility location, ...) run here, over the gathered arrays;
+        # some methods still run per-example passes in select (DiverseEvol's rounds): keep the workers.
+        idx = np.asarray(m.select(res.table, b, res.context), dtype=np.int64)
+    finally:
+        res.context.close()
     table = res.table
     selected = np.zeros(len(table), dtype=bool)
     selected[idx] = True
@@ -127,7 +208,7 @@ def select(data: str | Path | Dataset, method: str | Method = "ifd", budget: Any
     table["rank"] = rank
     table["status"] = np.where(selected, "kept", "dropped")
     table["why"] = np.where(selected, "", np.where(table["eligible"], "outside the budget", table["reason"]))
-    out = SelectionResult(table, res.dataset, m, res.context, dict(res.timings), b, idx)
+    out = SelectionResult(table, res.dataset, m, res.context, dict(res.timings), budget=b, selected_indices=idx)
     out.timings["select_s"] = time.perf_counter() - t1
     out.timings["total_s"] = time.perf_counter() - t0
     X = getattr(m, "embeddings_", None)

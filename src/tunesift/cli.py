@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .data.errors import TunesiftError
+from .models.loading import cache_root
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
@@ -104,6 +105,11 @@ LIMIT = typer.Option(None, "--limit", help="Read only the first N records (quick
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or info logs.")
 EMB = typer.Option(None, "--embedder", help="Encoder for diversity methods: a local sentence-encoder path, or `lm` for the run's causal LM (mean-pooled last hidden states). Default: packaged all-MiniLM-L6-v2.")
 TRC = typer.Option(False, "--trust-remote-code", help="Allow model repos to run their own code (off by default).")
+WORKERS = typer.Option(0, "--workers", help="Run every per-example pass on N Ray workers: one GPU each with --device cuda "
+                       "(N <= the GPUs present), or CPU threads split between them. Needs the extra: pip install \"tunesift[ray]\".")
+RAY = typer.Option(None, "--ray-address", help="Use the Ray cluster at HOST:PORT (or `auto`: the one `ray start` made on "
+                   "this node); --workers then counts workers over the whole cluster (default: 1 per GPU, at least 1).")
+THREADS = typer.Option(None, "--threads-per-worker", help="CPU threads per CPU worker (default: the CPUs split evenly).")
 
 
 @app.command()
@@ -163,8 +169,8 @@ def _print_report(rep: dict) -> None:
 
 
 def _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format, turns, seed,
-            limit, quiet, trust_remote_code, embedder=None):
-    return dict(embedder=embedder, model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
+            limit, quiet, trust_remote_code, embedder=None, workers=0, ray_address=None, threads=None):
+    return dict(workers=workers, ray_address=ray_address, threads_per_worker=threads, embedder=embedder, model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                 cache_dir=cache_dir, use_cache=not no_cache, on_error=on_error, format=format, turns=turns,
                 seed=seed, limit=limit, progress=not quiet and sys.stderr.isatty() or os.environ.get("TUNESIFT_PROGRESS") == "1",
                 trust_remote_code=trust_remote_code)
@@ -172,24 +178,39 @@ def _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache,
 
 @app.command()
 def score(data: Path = typer.Argument(..., help="Dataset file."),
-          output: Path = typer.Option(..., "--output", "-o", help="Scores table to write (.parquet)."),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Scores table to write (.parquet); "
+                                                "required unless --shard."),
           method: str = M, param: Optional[List[str]] = P, model: Optional[str] = MODEL, device: str = DEVICE,
           dtype: str = DTYPE, batch_tokens: int = BT, max_length: Optional[int] = ML, cache_dir: Optional[str] = CACHE,
           no_cache: bool = NOCACHE, on_error: str = ONERR, format: Optional[str] = FMT, turns: str = TURNS,
           seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC,
-          embedder: Optional[str] = EMB):
+          embedder: Optional[str] = EMB, workers: int = WORKERS, ray_address: Optional[str] = RAY,
+          threads: Optional[int] = THREADS,
+          shard: Optional[str] = typer.Option(None, "--shard", help="i/N: compute only slice i of N of every "
+                                              "per-example pass, into --cache-dir (one Slurm array task each; "
+                                              "no Ray). A run without --shard then gathers them from the cache.")):
     """Score every example (no selection) and write the table: id, index, line, score, eligible,
     reason, and the method's signals.
 
-    Example: `tunesift score alpaca.json -m ifd -p variant=ppl_ratio -o ifd.parquet`"""
+    Examples:
+
+        tunesift score alpaca.json -m ifd -p variant=ppl_ratio -o ifd.parquet
+
+        tunesift score pool.jsonl -m superfiltering --shard 3/16 --cache-dir /shared/cache   # one array task
+
+        tunesift score pool.jsonl -m superfiltering --cache-dir /shared/cache -o scores.parquet   # gather
+    """
     _setup(quiet)
     from . import api
 
     def go():
-        res = api.score(data, method, output=output, **_merged(
-            _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format, turns, seed,
-                    limit, quiet, trust_remote_code, embedder), _params(param)))
-        _summary(res, {"scores": str(output)})
+        if output is None and shard is None:
+            raise TunesiftError("give --output FILE.parquet (only a --shard run writes nothing but the cache)")
+        kw = _merged(_common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format,
+                             turns, seed, limit, quiet, trust_remote_code, embedder, workers, ray_address, threads),
+                     _params(param))
+        res = api.score(data, method, output=output, shard=shard, **kw)
+        _summary(res, {"scores": str(output)} if res.partial is None else {"cache": str(cache_root(cache_dir))})
     _run(go)
 
 
@@ -205,7 +226,8 @@ def select(data: Path = typer.Argument(..., help="Dataset file."),
            batch_tokens: int = BT, max_length: Optional[int] = ML, cache_dir: Optional[str] = CACHE,
            no_cache: bool = NOCACHE, on_error: str = ONERR, format: Optional[str] = FMT, turns: str = TURNS,
            seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC,
-           embedder: Optional[str] = EMB):
+           embedder: Optional[str] = EMB, workers: int = WORKERS, ray_address: Optional[str] = RAY,
+           threads: Optional[int] = THREADS):
     """Score, select a subset under the budget, and write it in the input's own format.
 
     Examples:
@@ -215,6 +237,8 @@ def select(data: Path = typer.Argument(..., help="Dataset file."),
         tunesift select sharegpt.jsonl -m superfiltering -b 1000 -o sel.jsonl --on-error skip
 
         tunesift select multi.jsonl -m grape -o best_responses.jsonl
+
+        tunesift select pool.jsonl -m ifd -b 5% -o sel.jsonl --model /models/llama-3-8b --workers 8 --device cuda
     """
     _setup(quiet)
     from . import api
@@ -222,7 +246,7 @@ def select(data: Path = typer.Argument(..., help="Dataset file."),
     def go():
         res = api.select(data, method, budget, output=output, **_merged(
             _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format, turns, seed,
-                    limit, quiet, trust_remote_code, embedder), _params(param)))
+                    limit, quiet, trust_remote_code, embedder, workers, ray_address, threads), _params(param)))
         _summary(res, res.paths)
     _run(go)
 
@@ -231,6 +255,9 @@ def _summary(res, paths: dict) -> None:
     s = res.summary
     c = Console()
     lines = [f"{res.method.name} on {res.dataset.path} ({res.dataset.format}, {s['examples']:,} examples)"]
+    if getattr(res, "partial", None):
+        lines.append(f"{res.partial}: this slice's per-example passes are cached; scores are NaN (gather with a "
+                     "run without --shard)")
     if res.dataset.skipped.total:
         lines.append(f"skipped on read: {res.dataset.skipped.total:,} {dict(res.dataset.skipped.counts)}")
     lines.append(f"eligible: {s['eligible']:,}" + (f"   ineligible: {s['ineligible_by_reason']}" if s['ineligible_by_reason'] else ""))
@@ -251,7 +278,8 @@ def _summary(res, paths: dict) -> None:
                      f"{st['computed']:,} computed in {st['batches']:,} batches, {st['seconds']:.1f}s ({rate:,.1f}/s; "
                      f"tokenisation {st.get('prepare_seconds', 0):.1f}s, {st.get('prepare_wait_seconds', 0):.1f}s of it not "
                      f"overlapped), "
-                     f"padding {1 - st['tokens'] / max(st['padded_tokens'], 1):.1%}")
+                     f"padding {1 - st['tokens'] / max(st['padded_tokens'], 1):.1%}"
+                     + (f", {st['other_slice']:,} left to other slices" if st.get("other_slice") else ""))
     if res.context.lm is not None:
         lines.append(f"model: {res.context.lm.name} ({res.context.lm.device}, {res.context.lm.dtype})")
     lines += [f"{k}: {v}" for k, v in paths.items()]

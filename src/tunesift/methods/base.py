@@ -15,6 +15,7 @@ budget into indices; the default is top-k over eligible examples, deterministic 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -24,8 +25,9 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
-from ..models.loading import LoadedLM, load_causal_lm
+from ..models.loading import LoadedLM, load_causal_lm, resolve_device
 from ..selectors import Budget, top_k
+from ..signals.distributed import RayRunner, Runner, Slice
 from .faithfulness import Divergence
 
 REGISTRY: dict[str, type["Method"]] = {}
@@ -73,12 +75,36 @@ class Context:
     embedder_model: str | None = None    # sentence encoder path; None = packaged all-MiniLM-L6-v2
     embedder_obj: Any = None
     engine_options: dict = field(default_factory=dict)   # extra LikelihoodEngine parameters
+    # Scale-out: per-example passes on this many Ray workers (at ray_address; None = a local cluster),
+    # and/or only this --shard slice of them.  A method never sees either: its signals get the runner.
+    workers: int = 0
+    ray_address: str | None = None
+    threads_per_worker: int | None = None
+    shard: Slice | None = None
+    runner_obj: Runner | None = None
+    owns_runner: bool = True     # False for a runner the caller made (and closes)
+
+    def runner(self) -> Runner | None:
+        """Where per-example batches run; None = in process (the default)."""
+        if self.runner_obj is None and (self.workers or self.ray_address):
+            self.runner_obj = RayRunner(workers=self.workers or None, address=self.ray_address,
+                                        device=self.device if self.device not in (None, "auto") else resolve_device(None),
+                                        threads=self.threads_per_worker,
+                                        part=self.shard)
+        elif self.runner_obj is None and self.shard is not None:
+            self.runner_obj = Runner(self.shard)
+        return self.runner_obj
+
+    def close(self) -> None:
+        if self.runner_obj is not None and self.owns_runner:
+            self.runner_obj.close()
+            self.runner_obj = None
 
     def embedder(self):
         if self.embedder_obj is None and self.embedder_model == "lm":
             from ..signals.embeddings import LMEmbedder   # the run's causal LM, mean-pooled
             self.embedder_obj = LMEmbedder(self.causal_lm(), cache_dir=self.cache_dir, use_cache=self.use_cache,
-                                           progress=self.progress)
+                                           progress=self.progress, runner=self.runner())
         if self.embedder_obj is None and self.embedder_model == "lm-last":
             from ..signals.embeddings import LastTokenEmbedder   # the run's causal LM, last token (DEITA)
             self.embedder_obj = LastTokenEmbedder(self.causal_lm(), max_length=self.max_length or 2048,
@@ -87,7 +113,11 @@ class Context:
         if self.embedder_obj is None:
             from ..signals.embeddings import Embedder
             self.embedder_obj = Embedder(self.embedder_model, device=self.device, cache_dir=self.cache_dir,
-                                         use_cache=self.use_cache, progress=self.progress)
+                                         use_cache=self.use_cache, progress=self.progress, runner=self.runner())
+        if getattr(self.embedder_obj, "runner", False) is None and self.runner() is not None:
+            # a caller's encoder object: a copy that runs on this run's workers (the caller's stays local)
+            self.embedder_obj = copy.copy(self.embedder_obj)
+            self.embedder_obj.runner = self.runner()
         return self.embedder_obj
 
     def embed(self, data: Dataset, field: str) -> np.ndarray:
@@ -98,7 +128,9 @@ class Context:
         if self.lm is None:
             # Converted models live in the shared model cache ($TUNESIFT_CACHE or ~/.cache/tunesift),
             # not in the per-run score cache, so a new --cache-dir does not convert the model again.
-            self.lm = load_causal_lm(self.model, self.device, self.dtype, self.trust_remote_code)
+            # With remote workers the driver only tokenises: its weights load if a step needs them here.
+            remote = self.runner() is not None and self.runner().remote
+            self.lm = load_causal_lm(self.model, self.device, self.dtype, self.trust_remote_code, lazy=remote)
         return self.lm
 
     def engine(self, max_length: int):
@@ -108,7 +140,7 @@ class Context:
             self.engines[max_length] = LikelihoodEngine(
                 self.causal_lm(), max_length=max_length, batch_tokens=self.batch_tokens,
                 cache_dir=self.cache_dir, use_cache=self.use_cache, progress=self.progress,
-                **self.engine_options)
+                runner=self.runner(), **self.engine_options)
         return self.engines[max_length]
 
     def engine_stats(self) -> dict:

@@ -53,11 +53,42 @@ class LoadedLM:
     fingerprint: str
     device: str
     dtype: str
+    source: str | None = None          # the path it was loaded from; None for an in-memory model
+    trust_remote_code: bool = False
 
     def describe(self) -> dict:
         return {"name": self.name, "fingerprint": self.fingerprint, "device": self.device, "dtype": self.dtype,
                 "class": type(self.model).__name__,
                 "parameters": int(sum(p.numel() for p in self.model.parameters()))}
+
+
+class LazyLM(LoadedLM):
+    """A causal LM whose weights load on first use of ``model``: the driver of a distributed run
+    tokenises and keys requests but leaves the forward passes to its workers, so it should not hold a
+    7B model (or take a GPU) it never runs."""
+
+    def __init__(self, loader, tokenizer, name: str, fingerprint: str, device: str, dtype: str,
+                 source: str | None, trust_remote_code: bool = False):
+        self._loader, self._model = loader, None
+        self.tokenizer, self.name, self.fingerprint = tokenizer, name, fingerprint
+        self.device, self.dtype, self.source, self.trust_remote_code = device, dtype, source, trust_remote_code
+
+    @property
+    def model(self):
+        if self._model is None:
+            log.info("loading %s on the driver (a step that runs here needs it)", self.name)
+            self._model = self._loader()
+        return self._model
+
+    @model.setter
+    def model(self, value):
+        self._model = value
+
+    def describe(self) -> dict:
+        if self._model is not None:
+            return super().describe()
+        return {"name": self.name, "fingerprint": self.fingerprint, "device": self.device, "dtype": self.dtype,
+                "class": None, "parameters": None, "loaded_on_driver": False}
 
 
 def resolve_device(device: str | None) -> str:
@@ -160,27 +191,40 @@ def tensor_fingerprint(model: Any, max_params: int = 50_000_000) -> str:
 
 
 def load_causal_lm(model: str | None = None, device: str | None = "auto", dtype: str | None = "auto",
-                   trust_remote_code: bool = False, cache_dir: str | None = None, tokenizer: Any = None) -> LoadedLM:
-    """Load a causal LM by alias, local path or hub id (``None`` = the offline default)."""
+                   trust_remote_code: bool = False, cache_dir: str | None = None, tokenizer: Any = None,
+                   lazy: bool = False) -> LoadedLM:
+    """Load a causal LM by alias, local path or hub id (``None`` = the offline default).  ``lazy``:
+    load the tokenizer now and the weights on first use of ``.model`` (see ``LazyLM``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()   # per-tensor load bars drown the run's own progress
-    device = resolve_device(device)
+    # A lazy (driver) model names its workers' device, which this machine need not have.
+    device = device if lazy and device not in (None, "auto") else resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     name = model or DEFAULT_LM
     path = str(offline_model_dir(name, cache_dir)) if name in OFFLINE_MODELS else name
+
+    def weights():
+        try:
+            lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype),
+                                                      trust_remote_code=trust_remote_code)
+        except OSError as e:
+            raise TunesiftError(f"cannot load model {name!r}: {e}. tunesift is offline by default; pass a local "
+                                f"directory, or leave --model out for the packaged {DEFAULT_LM}") from None
+        return lm.to(device).eval()
+
     try:
         tok = tokenizer or AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype),
-                                                  trust_remote_code=trust_remote_code)
     except OSError as e:
         raise TunesiftError(f"cannot load model {name!r}: {e}. tunesift is offline by default; pass a local "
                             f"directory, or leave --model out for the packaged {DEFAULT_LM}") from None
-    lm.to(device).eval()
-    return LoadedLM(lm, tok, name, model_fingerprint(path, lm), device, dtype)
+    if lazy and Path(path).exists():   # a hub id's fingerprint needs the loaded config's commit
+        return LazyLM(weights, tok, name, model_fingerprint(path), device, dtype, path, trust_remote_code)
+    lm = weights()
+    return LoadedLM(lm, tok, name, model_fingerprint(path, lm), device, dtype, path, trust_remote_code)
 
 
 def wrap_model(model: Any, tokenizer: Any, name: str | None = None) -> LoadedLM:

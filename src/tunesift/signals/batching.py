@@ -7,10 +7,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .cache import ShardCache
+from .distributed import Runner
 
 
-def cached_split(cache: ShardCache | None, n: int, key_of: Callable[[int], bytes], out: np.ndarray):
-    """Fill ``out[i]`` from the cache where it holds request i; return (keys, indices still to compute)."""
+def cached_split(cache: ShardCache | None, n: int, key_of: Callable[[int], bytes], out: np.ndarray,
+                 runner: Runner | None = None):
+    """Fill ``out[i]`` from the cache where it holds request i; return (keys, indices still to compute).
+    Under ``--shard``, requests of other slices are set to NaN and not computed."""
     keys: list[bytes | None] = [None] * n
     if cache is None:
         return keys, list(range(n))
@@ -19,10 +22,12 @@ def cached_split(cache: ShardCache | None, n: int, key_of: Callable[[int], bytes
     for i in range(n):
         keys[i] = key_of(i)
         hit = cache.get(keys[i])
-        if hit is None:
-            todo.append(i)
-        else:
+        if hit is not None:
             out[i] = hit[0]
+        elif runner is not None and not runner.owns(keys[i]):
+            out[i] = np.nan
+        else:
+            todo.append(i)
     return keys, todo
 
 

@@ -28,6 +28,7 @@ from ..models.loading import LoadedLM, cache_root
 from ..models.templates import Rendered
 from .batching import pad_id_of, right_padded
 from .cache import ShardCache
+from .distributed import Recipe, Runner, run_units, units_of
 
 log = logging.getLogger("tunesift")
 ENGINE_VERSION = "1"
@@ -76,6 +77,7 @@ class EngineStats:
     seconds: float = 0.0
     prepare_seconds: float = 0.0   # host side: tokenisation and target location, in all
     prepare_wait_seconds: float = 0.0   # the part of it that scoring waited for (not overlapped)
+    other_slice: int = 0     # requests left to other --shard slices
 
 
 def tokenize_targets(tokenizer, requests: Sequence[Rendered], max_length: int,
@@ -179,11 +181,19 @@ class LikelihoodEngine:
                  cache_dir: str | None = None, use_cache: bool = True, progress: bool = True,
                  flush_every: int = 256, flush_seconds: float = 30.0, head_chunk: int = 1024,
                  max_padding: float = 0.1, share_prefix: bool | None = None, min_shared_prefix: int = 4,
-                 compile_body: bool | str = False, prepare_chunk: int = 1024):
+                 compile_body: bool | str = False, prepare_chunk: int = 1024, runner: Runner | None = None,
+                 unit_batches: int = 4):
         if max_length < 2:
             raise TunesiftError("max_length must be at least 2")
         self.lm = lm
         self.max_length = max_length
+        # Where batches run (None: here) and how a worker builds this engine: same arguments, no cache.
+        self.runner, self.unit_batches = runner, unit_batches
+        self._worker_kwargs = (("max_length", max_length), ("batch_tokens", batch_tokens),
+                               ("max_batch_size", max_batch_size), ("head_chunk", head_chunk),
+                               ("max_padding", max_padding), ("share_prefix", share_prefix),
+                               ("min_shared_prefix", min_shared_prefix), ("compile_body", compile_body),
+                               ("use_cache", False), ("progress", False))
         self.batch_tokens = max(batch_tokens, max_length)
         # rows per batch: bounded so per-row overhead stays small; scales with the token budget (GPU)
         self.max_batch_size = max_batch_size or max(256, self.batch_tokens // 64)
@@ -259,6 +269,11 @@ class LikelihoodEngine:
                             self.stats.cached += 1
                             skipped += 1
                             continue
+                    if self.runner is not None and not self.runner.owns(keys[i]):
+                        result.sum_nll[i] = np.nan   # another slice's: --shard computes its own only
+                        self.stats.other_slice += 1
+                        skipped += 1
+                        continue
                     pool.append(i)
                 self.stats.requests += len(part)
                 bar.update(skipped)
@@ -350,9 +365,65 @@ class LikelihoodEngine:
             batches.append(cur)
         return batches
 
+    # ------------------------------------------------------------ workers
+    def recipe(self) -> Recipe:
+        """How a worker builds this engine (same arguments, no cache, no bar)."""
+        src = self.runner.lm_source(self.lm)
+        return Recipe(LikelihoodEngine, self._worker_kwargs, src,
+                      key=f"likelihood/{self.lm.fingerprint}/{self.lm.dtype}/{self._worker_kwargs}")
+
+    def run_unit(self, unit):
+        """A worker's share: ("nll", batches of (ids, positions)) -> per-batch NLL sums, or
+        ("nexttok", candidates, batches of ids) -> per-batch log-probabilities."""
+        import torch
+        out = []
+        with torch.inference_mode(), _attention_backends(self.lm), self._mlp_patch():
+            if unit[0] == "nll":
+                for b in unit[1]:
+                    out.append(self._forward([_Prepared(ids, pos, len(pos), False) for ids, pos in b]).cpu().numpy())
+            else:
+                cand = torch.from_numpy(np.asarray(unit[1], dtype=np.int64)).to(next(self.lm.model.parameters()).device)
+                for b in unit[2]:
+                    out.append(self._nexttok_batch([_Prepared(ids, np.array([len(ids)]), 1, False) for ids in b], cand))
+        return out
+
+    def _run_remote(self, prep, batches, keys, sum_nll, bar) -> None:
+        """``_run`` on the runner's workers: units of a few batches, results written (and cached)
+        here as they arrive."""
+        lens = {i: len(prep[i].ids) for b in batches for i in b}
+        units = units_of(batches, lens, self.unit_batches * self.batch_tokens)
+        payload = [("nll", [[(prep[i].ids, prep[i].pos) for i in b] for b in unit]) for unit in units]
+        last_flush = time.perf_counter()
+
+        def done(u: int, sums: list) -> None:
+            nonlocal last_flush
+            for b, v in zip(units[u], sums):
+                for i, x in zip(b, v.tolist()):
+                    sum_nll[i] = x
+                    if self.cache is not None and keys[i] is not None:
+                        self.cache.put(keys[i], (float(x), int(len(prep[i].pos))))
+                self.stats.tokens += sum(lens[i] for i in b)
+                self.stats.padded_tokens += len(b) * max(lens[i] for i in b)
+                self.stats.target_tokens += sum(len(prep[i].pos) for i in b)
+                self.stats.computed += len(b)
+                self.stats.batches += 1
+                bar.update(len(b))
+            if self.cache is not None and (self.cache.pending >= self.flush_every
+                                           or time.perf_counter() - last_flush > self.flush_seconds):
+                self.cache.flush()
+                last_flush = time.perf_counter()
+
+        try:
+            run_units(self.runner, self.recipe, self, payload, done)
+        finally:
+            if self.cache is not None:
+                self.cache.flush()
+
     def _run(self, prep, batches, keys, sum_nll, bar) -> None:
         import torch
 
+        if self.runner is not None and self.runner.remote:
+            return self._run_remote(prep, batches, keys, sum_nll, bar)
         last_flush = time.perf_counter()
         t_start, tokens_done = time.perf_counter(), 0
 
@@ -404,8 +475,6 @@ class LikelihoodEngine:
         first quarter of ``max_length`` (a rating prompt's instruction, the BOS) and the rest from the end
         (the question it ends with) are kept, and the text is flagged.
         Returns (logprobs [N, K], truncated [N])."""
-        import torch
-
         cand = np.asarray(list(candidates), dtype=np.int64)
         enc = self.lm.tokenizer(list(texts), add_special_tokens=add_special_tokens, return_attention_mask=False)
         prep, trunc = [], np.zeros(len(texts), dtype=bool)
@@ -432,45 +501,58 @@ class LikelihoodEngine:
                     out[i] = hit[0]
                     self.stats.cached += 1
                     continue
+                if self.runner is not None and not self.runner.owns(keys[i]):
+                    out[i] = np.nan   # another --shard slice's
+                    self.stats.other_slice += 1
+                    continue
             todo.append(i)
         self.stats.requests += len(prep)
         if not todo:
             return out, trunc
-        model = self.lm.model
-        dev = next(model.parameters()).device
-        body, head, cap = body_and_head(model)
-        cand_t = torch.from_numpy(cand).to(dev)
+        batches = self._batches(prep, todo)
+        lens = {i: len(prep[i].ids) for i in todo}
+        units = units_of(batches, lens, self.unit_batches * self.batch_tokens)
         t0 = time.perf_counter()
+
+        def done(u: int, lps: list) -> None:
+            for b, lp in zip(units[u], lps):
+                for r, i in enumerate(b):
+                    out[i] = lp[r]
+                    if cache is not None:
+                        cache.put(keys[i], (lp[r],))
+                self.stats.computed += len(b)
+                self.stats.batches += 1
+                self.stats.tokens += sum(lens[i] for i in b)
+                self.stats.padded_tokens += len(b) * max(lens[i] for i in b)
+
         try:
-            with torch.inference_mode(), _attention_backends(self.lm), self._mlp_patch():
-                for b in self._batches(prep, todo):
-                    ids = _to_device(self._padded([prep[i] for i in b]), dev)
-                    B, L = ids.shape
-                    if self._fast_path is None:
-                        n0 = min(len(prep[b[0]].ids), 64)
-                        self._fast_path = self._check_fast_path(ids[:1, :n0], None)
-                    fast = self._fast_path
-                    last = torch.tensor([len(prep[i].ids) - 1 for i in b], device=dev)
-                    rows = torch.arange(B, device=dev)
-                    if fast:   # right padding: a row's last real token is unaffected by the pads after it
-                        h = compiled(body, self.compile_body)(input_ids=ids, attention_mask=None, use_cache=False)[0]
-                        logits = head_logits(head, h[rows, last], cap)
-                    else:
-                        logits = model(input_ids=ids, use_cache=False).logits[rows, last].float()
-                    lp = torch.log_softmax(logits, -1)[:, cand_t].double().cpu().numpy()
-                    for r, i in enumerate(b):
-                        out[i] = lp[r]
-                        if cache is not None:
-                            cache.put(keys[i], (lp[r],))
-                    self.stats.computed += B
-                    self.stats.batches += 1
-                    self.stats.tokens += sum(len(prep[i].ids) for i in b)
-                    self.stats.padded_tokens += B * L
+            run_units(self.runner, self.recipe, self,
+                      [("nexttok", cand, [[prep[i].ids for i in b] for b in unit]) for unit in units], done)
         finally:
             if cache is not None:
                 cache.flush()
             self.stats.seconds += time.perf_counter() - t0
         return out, trunc
+
+    def _nexttok_batch(self, items: list[_Prepared], cand_t) -> np.ndarray:
+        """Log-probabilities of the candidate tokens after each row's last token (float64, host)."""
+        import torch
+        model = self.lm.model
+        dev = next(model.parameters()).device
+        body, head, cap = body_and_head(model)
+        ids = _to_device(self._padded(items), dev)
+        B = ids.shape[0]
+        if self._fast_path is None:
+            n0 = min(len(items[0].ids), 64)
+            self._fast_path = self._check_fast_path(ids[:1, :n0], None)
+        last = torch.tensor([len(p.ids) - 1 for p in items], device=dev)
+        rows = torch.arange(B, device=dev)
+        if self._fast_path:   # right padding: a row's last real token is unaffected by the pads after it
+            h = compiled(body, self.compile_body)(input_ids=ids, attention_mask=None, use_cache=False)[0]
+            logits = head_logits(head, h[rows, last], cap)
+        else:
+            logits = model(input_ids=ids, use_cache=False).logits[rows, last].float()
+        return torch.log_softmax(logits, -1)[:, cand_t].double().cpu().numpy()
 
     # ------------------------------------------------------------ model
     def _forward(self, items: list[_Prepared]):

@@ -17,15 +17,20 @@ from ..data.errors import TunesiftError
 from ..models.loading import cache_root, resolve_device, tensor_fingerprint
 from .batching import cached_split, token_batches
 from .cache import ShardCache
+from .distributed import Recipe, Runner, run_units, units_of
 
 
 class RewardModel:
     def __init__(self, model: str | object, tokenizer: object | None = None, device: str | None = "auto",
                  max_length: int = 512, batch_tokens: int = 16384, cache_dir: str | None = None,
-                 use_cache: bool = True, progress: bool = True):
+                 use_cache: bool = True, progress: bool = True, runner: Runner | None = None):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         dev = resolve_device(device)
+        self.runner = runner
+        self._worker_kwargs = (("model", model), ("tokenizer", tokenizer), ("device", dev),
+                               ("max_length", max_length), ("batch_tokens", batch_tokens), ("use_cache", False),
+                               ("progress", False))
         if isinstance(model, str):
             self.name = model
             self.tokenizer = AutoTokenizer.from_pretrained(model)
@@ -43,6 +48,7 @@ class RewardModel:
         if use_cache:
             fp = tensor_fingerprint(self.model)
             self.cache = ShardCache(cache_root(cache_dir), f"reward/{fp}", ("reward",))
+        self._key = f"reward/{self.name}/{id(self.model) if not isinstance(model, str) else ''}/{max_length}"
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.seconds = 0.0
         self._torch = torch
@@ -50,7 +56,6 @@ class RewardModel:
     def score(self, questions: Sequence[str], answers: Sequence[str], desc: str = "reward") -> tuple[np.ndarray, np.ndarray]:
         """Reward per (question, answer) pair and whether the pair was truncated to ``max_length``."""
         from tqdm.auto import tqdm
-        torch = self._torch
         t0 = time.perf_counter()
         enc = self.tokenizer(list(questions), list(answers), truncation="longest_first", max_length=self.max_length,
                              return_overflowing_tokens=False, return_attention_mask=False)
@@ -61,32 +66,49 @@ class RewardModel:
         out = np.zeros(len(ids))
         def key(i: int) -> bytes:
             return ShardCache.key(ids[i].tobytes(), np.asarray(types[i] if types else [], np.int64).tobytes())
-        keys, todo = cached_split(self.cache, len(ids), key, out)
-        batches = token_batches([len(x) for x in ids], todo, self.batch_tokens)
+        keys, todo = cached_split(self.cache, len(ids), key, out, self.runner)
+        lens = [len(x) for x in ids]
+        batches = token_batches(lens, todo, self.batch_tokens)
+        units = units_of(batches, lens, 4 * self.batch_tokens)
         bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
+
+        def done(u: int, vals: list) -> None:
+            for b, v in zip(units[u], vals):
+                for r, i in enumerate(b):
+                    out[i] = v[r]
+                    if self.cache is not None:
+                        self.cache.put(keys[i], (float(v[r]),))
+                bar.update(len(b))
+
         try:
-            with torch.inference_mode():
-                for b in batches:
-                    L = len(ids[b[0]])
-                    x = torch.full((len(b), L), self.pad_id, dtype=torch.long)
-                    att = torch.zeros((len(b), L), dtype=torch.long)
-                    tt = torch.zeros((len(b), L), dtype=torch.long) if types else None
-                    for r, i in enumerate(b):
-                        x[r, :len(ids[i])] = torch.from_numpy(ids[i])
-                        att[r, :len(ids[i])] = 1
-                        if tt is not None:
-                            tt[r, :len(ids[i])] = torch.tensor(types[i])
-                    kw = {"token_type_ids": tt.to(self.device)} if tt is not None else {}
-                    logits = self.model(input_ids=x.to(self.device), attention_mask=att.to(self.device), **kw).logits
-                    vals = logits[:, 0].float().cpu().numpy()
-                    for r, i in enumerate(b):
-                        out[i] = vals[r]
-                        if self.cache is not None:
-                            self.cache.put(keys[i], (float(vals[r]),))
-                    bar.update(len(b))
+            payload = [[[(ids[i], types[i] if types else None) for i in b] for b in unit] for unit in units]
+            run_units(self.runner, self.recipe, self, payload, done)
         finally:
             bar.close()
             if self.cache is not None:
                 self.cache.flush()
         self.seconds += time.perf_counter() - t0
         return out, trunc
+
+    def recipe(self) -> Recipe:
+        return Recipe(RewardModel, self._worker_kwargs, key=self._key)
+
+    def run_unit(self, unit) -> list[np.ndarray]:
+        """Rewards of each batch of (token ids, token type ids) rows."""
+        torch = self._torch
+        out = []
+        with torch.inference_mode():
+            for rows in unit:
+                L = len(rows[0][0])
+                x = torch.full((len(rows), L), self.pad_id, dtype=torch.long)
+                att = torch.zeros((len(rows), L), dtype=torch.long)
+                tt = torch.zeros((len(rows), L), dtype=torch.long) if rows[0][1] is not None else None
+                for r, (ids, types) in enumerate(rows):
+                    x[r, :len(ids)] = torch.from_numpy(ids)
+                    att[r, :len(ids)] = 1
+                    if tt is not None:
+                        tt[r, :len(ids)] = torch.tensor(types)
+                kw = {"token_type_ids": tt.to(self.device)} if tt is not None else {}
+                logits = self.model(input_ids=x.to(self.device), attention_mask=att.to(self.device), **kw).logits
+                out.append(logits[:, 0].float().cpu().numpy())
+        return out
