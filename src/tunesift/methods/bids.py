@@ -31,11 +31,16 @@ from ..data.io import Dataset
 from ..selectors import Budget, balanced_greedy
 from ._influence import InfluenceConfig, base_table, influence, unit, weighted
 from .base import Context, SetMethod, choose, register
+from .faithfulness import Divergence
 
 
 @dataclass
 class BIDSConfig(InfluenceConfig):
     task_aggregate: str = "mean"      # a task's utility from its target examples' normalised influence: mean | max
+    # BIDS computes LESS's attribution matrix with LESS's code, so it takes LESS's official rules.
+    pool_turns: str = "all"
+    target_eos: bool = False
+    loss_weighting: str = "example"
 
     def validate(self) -> None:
         super().validate()
@@ -65,6 +70,14 @@ class BIDS(SetMethod):
     code = "https://github.com/qrdai/LESS (the attribution matrix; no BIDS code found)"
     needs = ("causal_lm", "fine-tuning", "target_set")
     summary = "LESS attribution matrix, each target column standardised; greedy for the most underserved task."
+    faithfulness = (
+        Divergence("attribution matrix", "BIDS builds on LESS's code (qrdai/LESS fork); no BIDS code of its own",
+                   paper="LESS's attribution, then per-column standardisation and the balanced greedy",
+                   default="official", parameter="LESS's own switches apply: target_eos, pool_turns, loss_weighting"),
+        Divergence("steps after the matrix", "no released code: standardisation, task utility and the greedy are "
+                   "reconstructed from the paper's description", paper="as described in the abstract and method",
+                   default="ours", parameter="task_aggregate=max"),
+    )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         c = self.config
