@@ -113,7 +113,7 @@ class Runner:
     def owns(self, key: bytes | None) -> bool:
         return self.part is None or key is None or self.part.owns(key)
 
-    def lm_source(self, lm: LoadedLM) -> LMSource | None:
+    def lm_source(self, lm: LoadedLM, fresh: bool = False) -> LMSource | None:
         return None
 
     def map(self, recipe: Recipe, local: Any, units: list, on_result: Callable[[int, Any], None]) -> None:
@@ -238,18 +238,28 @@ class RayRunner(Runner):
             if free < self.workers * self.threads:
                 raise TunesiftError(f"--workers {self.workers} x {self.threads} thread(s): the cluster has "
                                     f"{int(res.get('CPU', 0))} CPU(s), {free:g} free")
-        actor = ray.remote(_Worker).options(
-            num_gpus=1 if self.device.startswith("cuda") else 0,
-            num_cpus=0 if self.device.startswith("cuda") else self.threads,
-            max_restarts=-1, max_task_retries=self.retries)
-        dev = "cuda" if self.device.startswith("cuda") else "cpu"
-        self._actors = [actor.remote(dev, self.threads if dev == "cpu" else None) for _ in range(self.workers)]
-        log.info("scale-out: %d Ray worker(s) on %s (%s)", self.workers, self.address or "this machine", dev)
+        log.info("scale-out: %d Ray worker(s) on %s (%s)", self.workers, self.address or "this machine",
+                 self.device)
 
-    def lm_source(self, lm: LoadedLM) -> LMSource:
+    def _pool(self) -> list:
+        """The actors, started on first use (``tasks`` needs the devices free, not held by actors)."""
+        if not self._actors:
+            ray = _ray()
+            actor = ray.remote(_Worker).options(
+                num_gpus=1 if self.device.startswith("cuda") else 0,
+                num_cpus=0 if self.device.startswith("cuda") else self.threads,
+                max_restarts=-1, max_task_retries=self.retries)
+            dev = "cuda" if self.device.startswith("cuda") else "cpu"
+            self._actors = [actor.remote(dev, self.threads if dev == "cpu" else None) for _ in range(self.workers)]
+        return self._actors
+
+    def lm_source(self, lm: LoadedLM, fresh: bool = False) -> LMSource:
+        """``fresh``: ship the model's current state (it changed since the last call: a checkpoint)."""
         path = getattr(lm, "source", None)
-        if path is not None:
+        if path is not None and not fresh:
             return LMSource(path, lm.dtype, getattr(lm, "trust_remote_code", False))
+        if fresh:
+            return LMSource(ref=_ray().put(lm), dtype=lm.dtype)
         key = id(lm)
         if key not in self._refs:   # one copy in the object store per model, not one per pass
             self._refs[key] = (_ray().put(lm), lm)   # keep lm alive so its id stays unique
@@ -257,18 +267,32 @@ class RayRunner(Runner):
 
     def pids(self) -> list[int]:
         ray = _ray()
-        return ray.get([a.pid.remote() for a in self._actors])
+        return ray.get([a.pid.remote() for a in self._pool()])
 
     def map(self, recipe: Recipe, local: Any, units: list, on_result: Callable[[int, Any], None]) -> None:
         ray = _ray()
         from ray.util import ActorPool
-        pool = ActorPool(self._actors)
+        pool = ActorPool(self._pool())
         rec = ray.put(recipe)
         for u, unit in enumerate(units):
             pool.submit(lambda a, v: a.run.remote(rec, *v), (u, unit))
         while pool.has_next():
             u, res = pool.get_next_unordered()
             on_result(u, res)
+
+    def tasks(self, fn: Callable, items: list, on_result: Callable[[int, Any], None], retries: int = 1) -> None:
+        """Run ``fn(item)`` for each item as a Ray task on one device of its own (a GPU with cuda, else
+        ``threads`` CPUs), at most ``workers`` at a time; ``on_result(i, value)`` as each ends.  For
+        whole jobs (a bench cell: select, fine-tune, evaluate), not batches."""
+        ray = _ray()
+        gpu = self.device.startswith("cuda")
+        task = ray.remote(fn).options(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else self.threads,
+                                      max_retries=retries)
+        waiting = {task.remote(item): i for i, item in enumerate(items)}   # Ray runs what the devices allow
+        while waiting:
+            done, _ = ray.wait(list(waiting), num_returns=1)
+            for ref in done:
+                on_result(waiting.pop(ref), ray.get(ref))
 
     def close(self) -> None:
         ray = _ray()
