@@ -81,8 +81,7 @@ def test_likelihood_methods_equal_in_process(method, kw, pool_file, tiny_model_d
     assert list(local.selected_indices) == list(remote.selected_indices)
     eng = remote.context.engine_stats()
     assert sum(s["computed"] for s in eng.values()) > 0        # the workers did compute
-    if method != "selectit":   # selectit reads parameter counts for its model-level weights
-        assert remote.manifest["model"]["loaded_on_driver"] is False   # the driver never loaded the weights
+    assert remote.manifest["model"]["loaded_on_driver"] is False   # the driver never loaded the weights
 
 
 def test_kcenter_embeddings_equal_in_process(pool_file, tiny_model_dir, tmp_path, runner):
@@ -243,3 +242,17 @@ def test_cli_workers_and_shard(pool_file, tiny_model_dir, tmp_path, cluster):
     r = subprocess.run([exe, "score", str(pool_file), "-m", "ifd", "--shard", "17/16", "-q"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--shard 17/16" in r.stdout + r.stderr
+
+
+def test_less_pool_and_target_features_equal_in_process(alpaca_file, tiny_llama, tmp_path, runner):
+    """The warm-up stays on the driver; each checkpoint's per-example gradient features run on the
+    workers, with the checkpoint's weights and Adam moments shipped to them."""
+    from .test_less import KW
+    from .test_methods import _target_set
+    kw = dict(lm=tiny_llama, use_cache=False, progress=False, target=str(_target_set(tmp_path)), task_field="task", **KW)
+    local = tunesift.select(alpaca_file, "less", 3, **kw)
+    remote = tunesift.select(alpaca_file, "less", 3, runner=runner, **kw)
+    cols = [c for c in local.table.columns if c.startswith("less_")] + ["score"]
+    np.testing.assert_allclose(remote.table[cols].to_numpy(float), local.table[cols].to_numpy(float), rtol=1e-5,
+                               atol=1e-6)
+    assert list(local.selected_indices) == list(remote.selected_indices)

@@ -124,7 +124,7 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
         # batch peaked at ~10 GB, as the fine-tuning engine's micro-batches did (1,024 there too).
         on_gpu = str(snap.lm.device).startswith("cuda")
         kw = dict(max_length=max_length, batch_tokens=c.grad_batch_tokens or (4096 if on_gpu else 1024),
-                  progress=ctx.progress)
+                  progress=ctx.progress, runner=ctx.runner())   # the features run on the run's workers
         G, out.n_tokens = gradient_features(snap.lm, reqs, proj[0], optimizer=snap.optimizer, kind="adam",
                                             desc=f"pool gradients (checkpoint {snap.epoch})", **kw)
         V, v_ok = target(snap, proj[0], **kw)

@@ -158,7 +158,8 @@ class SelectIT(Method):
             lp, tr = eng.next_token_logprobs(texts, rating_token_ids(lm.tokenizer), desc=f"selectit rating ({lm.name})")
             tok = token_scores(lp, cfg.normalization).reshape(len(data), len(lines))
             sent.append(sentence_scores(tok, cfg.alpha))
-            sizes.append(sum(p.numel() for p in lm.model.parameters()))
+            # sizes weigh several models; one model needs none (and a scale-out driver need not load it)
+            sizes.append(sum(p.numel() for p in lm.model.parameters()) if len(lms) > 1 else 1)
             trunc |= tr.reshape(len(data), len(lines)).any(axis=1)
         w = self.weights(sizes)
         table = pd.DataFrame({"score": sum(wi * s for wi, s in zip(w, sent)), "eligible": True,

@@ -21,6 +21,7 @@ from ..data.errors import TunesiftError
 from ..models.heads import body_and_head, head_logits
 from ..models.templates import Rendered
 from .batching import pad_id_of, right_padded, token_batches
+from .distributed import Recipe, Runner, units_of
 from .likelihood import tokenize_targets
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8   # LESS's constants (equal to AdamW's defaults)
@@ -88,7 +89,7 @@ class RademacherProjector:
 def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherProjector | None = None, *,
                       optimizer=None, kind: str = "sgd", max_length: int = 2048, batch_tokens: int = 4096,
                       progress: bool = True, desc: str = "gradients", loss: str = "mean",
-                      project_bytes: int = 1 << 30, return_loss: bool = False):
+                      project_bytes: int = 1 << 30, return_loss: bool = False, runner: Runner | None = None):
     """Projected per-example gradient features of ``lm``'s trainable Linear weights, one row per
     request (zeros where it has no target token), and each request's target-token count.
 
@@ -97,7 +98,9 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
     ``return_loss`` each example's loss value comes back too, as a third array.
     ``kind``: ``sgd`` the gradient itself; ``adam`` LESS's Adam feature m' / sqrt(v' + eps) with
     m' = b1 m + (1 - b1) g, v' = b2 v + (1 - b2) g^2 from ``optimizer``'s moments (no bias
-    correction, eps inside the root, as LESS's code).  ``projector`` None returns the full gradients."""
+    correction, eps inside the root, as LESS's code).  ``projector`` None returns the full gradients.
+    With a remote ``runner`` the batches run on its workers, each holding a copy of this model state
+    (shipped once per call: the model changes between checkpoints) and the same projection."""
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
@@ -123,6 +126,10 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
     out = np.zeros((len(prep), width), dtype=np.float32)
     losses = np.zeros(len(prep), dtype=np.float64)
     todo = [i for i in range(len(prep)) if n_tok[i]]
+    if runner is not None and runner.remote and todo:
+        moments = (m.cpu().numpy(), v.cpu().numpy()) if kind == "adam" else None
+        _remote(lm, prep, todo, out, losses, runner, projector, kind, loss, moments, batch_tokens, progress, desc)
+        return (out, n_tok, losses) if return_loss else (out, n_tok)
     tok = lm.tokenizer
     pad = pad_id_of(tok)
     body, head, cap = body_and_head(model)
@@ -185,3 +192,109 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
             hd.remove()
         bar.close()
     return (out, n_tok, losses) if return_loss else (out, n_tok)
+
+
+class GradientWorker:
+    """A worker's copy of one ``gradient_features`` call: the model state, the optimizer's moments and
+    the projection (rebuilt from its seed: the same R on every machine)."""
+
+    def __init__(self, lm, kind: str, loss: str, moments=None, projector: tuple | None = None):
+        import torch
+        self.lm, self.kind, self.loss = lm, kind, loss
+        mods = trainable_linears(lm.model)
+        dev = mods[0][1].weight.device
+        self.moments = None if moments is None else tuple(torch.from_numpy(x).to(dev) for x in moments)
+        self.projector = None if projector is None else RademacherProjector(*projector)
+
+    def run_unit(self, unit) -> list:
+        """Per batch of (ids, target positions): (features [rows, width], per-example losses).  The
+        unit's rows are projected together: a pass over R costs about as much however few rows it has."""
+        import torch
+        got = [_features_of(self.lm, [_Fixed(ids, pos) for ids, pos in b], self.kind, self.loss, self.moments)
+               for b in unit]
+        with torch.no_grad():
+            G = torch.cat([g for g, _ in got])
+            feats = (self.projector(G) if self.projector is not None else G).cpu().numpy()
+        out, a = [], 0
+        for (g, ls) in got:
+            out.append((feats[a:a + len(g)], ls))
+            a += len(g)
+        return out
+
+
+class _Fixed:
+    """A request already tokenised: token ids and the positions of its target tokens."""
+
+    def __init__(self, ids, pos):
+        self.ids, self.pos = ids, pos
+
+
+def _features_of(lm, prepared: list, kind: str, loss: str, moments):
+    """Unprojected features (a tensor on the model's device) and losses of one batch of requests
+    already tokenised, rows in the given order: a worker's share of ``gradient_features``."""
+    import torch
+    import torch.nn.functional as F
+    model = lm.model
+    mods = trainable_linears(model)
+    dev = mods[0][1].weight.device
+    n_tok = np.array([len(p.pos) for p in prepared], dtype=np.int64)
+    body, head, cap = body_and_head(model)
+    seen: dict = {}
+
+    def keep(mod, args, output):
+        seen[mod] = (args[0], output)
+
+    handles = [mod.register_forward_hook(keep) for _, mod in mods]
+    try:
+        order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i].ids))
+        ids = torch.from_numpy(right_padded([prepared[i].ids for i in order], pad_id_of(lm.tokenizer))).to(dev)
+        rows = torch.from_numpy(np.repeat(np.arange(len(order)), n_tok[order])).to(dev)
+        cols = torch.from_numpy(np.concatenate([prepared[i].pos for i in order]).astype(np.int64)).to(dev)
+        with torch.enable_grad():
+            h = body(input_ids=ids, use_cache=False)[0]
+            ce = F.cross_entropy(head_logits(head, h[rows, cols - 1], cap), ids[rows, cols], reduction="none")
+            per = torch.zeros(len(order), dtype=ce.dtype, device=dev).index_add_(0, rows, ce)
+            if loss == "mean":
+                per = per / torch.from_numpy(n_tok[order]).to(dev, ce.dtype)
+            gouts = torch.autograd.grad(per.sum(), [seen[mod][1] for _, mod in mods], allow_unused=True)
+        with torch.no_grad():
+            G = torch.cat([torch.einsum("bto,bti->boi", go.float(), seen[mod][0].float()).reshape(len(order), -1)
+                           if go is not None else torch.zeros(len(order), mod.weight.numel(), device=dev)
+                           for (_, mod), go in zip(mods, gouts)], dim=1)
+            if kind == "adam":
+                b1, b2 = ADAM_BETAS
+                m, v = moments
+                G = (b1 * m + (1 - b1) * G) / torch.sqrt(b2 * v + (1 - b2) * G * G + ADAM_EPS)
+    finally:
+        for hd in handles:
+            hd.remove()
+        seen.clear()
+    back = torch.from_numpy(np.argsort(np.asarray(order))).to(dev)
+    return G[back], per.detach().double().cpu().numpy()[back.cpu().numpy()]
+
+
+def _remote(lm, prep, todo, out, losses, runner: Runner, projector, kind, loss, moments, batch_tokens,
+            progress, desc) -> None:
+    import uuid
+
+    from tqdm.auto import tqdm
+    lens = [len(p.ids) for p in prep]
+    batches = token_batches(lens, todo, batch_tokens)
+    units = units_of(batches, lens, 4 * batch_tokens)
+    proj = None if projector is None else (projector.n, projector.dim, projector.seed, projector.block_rows,
+                                           projector.cache_bytes)
+    # a fresh copy per call (and a key no worker has built): the model trains between checkpoints
+    recipe = Recipe(GradientWorker, (("kind", kind), ("loss", loss), ("moments", moments), ("projector", proj)),
+                    runner.lm_source(lm, fresh=True), key=f"gradients/{uuid.uuid4().hex}")
+    bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not progress, leave=False)
+
+    def done(u: int, res: list) -> None:
+        for b, (f, ls) in zip(units[u], res):
+            out[b] = f
+            losses[b] = ls
+            bar.update(len(b))
+
+    try:
+        runner.map(recipe, None, [[[(prep[i].ids, prep[i].pos) for i in b] for b in unit] for unit in units], done)
+    finally:
+        bar.close()
