@@ -95,7 +95,8 @@ DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, or auto.")
 DTYPE = typer.Option("auto", "--dtype", help="float32, bfloat16, float16, or auto (bf16 on GPU, fp32 on CPU).")
 BT = typer.Option(16384, "--batch-tokens", help="Token budget per batch (padded tokens); lower it if memory runs out.")
 ML = typer.Option(None, "--max-length", help="Override the method's max sequence length (tokens).")
-CACHE = typer.Option(None, "--cache-dir", help="Where converted models and cached scores live (default ~/.cache/tunesift, or $TUNESIFT_CACHE).")
+CACHE = typer.Option(None, "--cache-dir", help="Where cached scores, embeddings and shard results live (default ~/.cache/tunesift, or "
+                     "$TUNESIFT_CACHE). Converted default models stay under $TUNESIFT_CACHE or ~/.cache/tunesift.")
 NOCACHE = typer.Option(False, "--no-cache", help="Neither read nor write the score cache.")
 ONERR = typer.Option("raise", "--on-error", help="raise: stop at the first bad record; skip: skip bad records, count and report them.")
 FMT = typer.Option(None, "--format", help="Force the input format (alpaca, sharegpt, openai, prompt_response, ...).")
@@ -154,6 +155,10 @@ def inspect(data: Path = typer.Argument(..., help="Dataset file: .json .jsonl .j
 
 def _print_report(rep: dict) -> None:
     c = Console()
+    bad = rep["skipped"]["total"]
+    # first, since score/select stop at the first of them unless --on-error skip
+    c.print(f"[bold yellow]{bad:,} bad record(s)[/]: score and select stop at the first unless --on-error skip "
+            "(which skips and counts them)" if bad else "[green]0 bad records[/]")
     c.print(f"[bold]{rep['path']}[/]  format=[cyan]{rep['format']}[/] container={rep['container']} "
             f"fingerprint={rep['fingerprint']}")
     c.print(f"records read {rep['records_read']:,}  examples {rep['examples']:,}  skipped {rep['skipped']['total']:,}"
@@ -459,20 +464,23 @@ def recycle(data: Path = typer.Argument(..., help="Dataset to rewrite."),
 
 
 @app.command()
-def serve(model: Optional[str] = MODEL, host: str = typer.Option("127.0.0.1", "--host"),
+def serve(model: Optional[str] = MODEL, host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. "
+                                                                   "Any but loopback needs $TUNESIFT_API_KEY, which "
+                                                                   "every request must then send as a Bearer token."),
           port: int = typer.Option(8000, "--port"), device: str = DEVICE, dtype: str = DTYPE,
           request_log: Optional[str] = typer.Option(None, "--request-log", help="Append one JSON line per answered request."),
           trust_remote_code: bool = TRC):
-    """Serve a local model behind an OpenAI-compatible API (chat, completions, logprobs) on loopback.
+    """Serve a local model behind an OpenAI-compatible API (chat, completions, logprobs), on loopback by default.
 
     Example: `tunesift serve --port 8000 &` then any OpenAI-compatible client at http://127.0.0.1:8000/v1"""
     _setup(False)
     from .models.loading import load_causal_lm
-    from .serve import make_server
+    from .serve import api_key_for, make_server
 
     def go():
+        key = api_key_for(host)   # before the model loads: a public address without a key is refused
         lm = load_causal_lm(model, device, dtype, trust_remote_code)
-        srv = make_server(lm, host, port, request_log)
+        srv = make_server(lm, host, port, request_log, api_key=key)
         console.print(f"serving {lm.name} at http://{host}:{srv.server_address[1]}/v1", markup=False)
         try:
             srv.serve_forever()

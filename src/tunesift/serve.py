@@ -6,17 +6,44 @@ against the offline default model through the same HTTP client they use for vLLM
 or a hosted API, and so the client is tested against a real server on loopback.  One model, one
 request at a time (a lock): it is a local back end and a test fixture, not a production server.
 ``--request-log`` appends one JSON line per answered request (used by the fault tests).
+
+On loopback it answers anyone on the machine.  Bound to any other address it serves only requests
+that carry ``Authorization: Bearer $TUNESIFT_API_KEY``, and refuses to start without that variable.
 """
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
+import os
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .data.errors import TunesiftError
 from .models.loading import LoadedLM
+
+API_KEY_ENV = "TUNESIFT_API_KEY"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False    # a host name other than localhost may resolve to anything
+
+
+def api_key_for(host: str, environ=os.environ) -> str | None:
+    """The key a server on ``host`` must require: none on loopback, else ``$TUNESIFT_API_KEY``."""
+    key = environ.get(API_KEY_ENV) or None
+    if key is None and not is_loopback(host):
+        raise TunesiftError(f"--host {host} is reachable from other machines: set {API_KEY_ENV} to a secret "
+                            f"(clients send it as 'Authorization: Bearer <key>'), or serve on 127.0.0.1")
+    return key
 
 
 def _generate(lm: LoadedLM, prompt_ids: list[int], max_tokens: int, temperature: float, top_logprobs: int,
@@ -50,7 +77,10 @@ def _generate(lm: LoadedLM, prompt_ids: list[int], max_tokens: int, temperature:
 
 
 def make_server(lm: LoadedLM, host: str = "127.0.0.1", port: int = 8000, request_log: str | None = None,
-                served_name: str | None = None) -> ThreadingHTTPServer:
+                served_name: str | None = None, api_key: str | None = None) -> ThreadingHTTPServer:
+    """``api_key``: required of every request; defaults to ``$TUNESIFT_API_KEY``, which a host other
+    than loopback must have."""
+    api_key = api_key or api_key_for(host)
     lock = threading.Lock()
     name = served_name or lm.name
 
@@ -66,12 +96,25 @@ def make_server(lm: LoadedLM, host: str = "127.0.0.1", port: int = 8000, request
             self.end_headers()
             self.wfile.write(data)
 
+        def _authorised(self) -> bool:
+            if api_key is None:
+                return True
+            got = self.headers.get("Authorization", "")
+            if hmac.compare_digest(got.encode(), f"Bearer {api_key}".encode()):
+                return True
+            self._send(401, {"error": {"message": "missing or wrong API key (Authorization: Bearer ...)"}})
+            return False
+
         def do_GET(self) -> None:
+            if not self._authorised():
+                return
             if self.path.rstrip("/") == "/v1/models":
                 return self._send(200, {"object": "list", "data": [{"id": name, "object": "model"}]})
             self._send(404, {"error": {"message": f"no route {self.path}"}})
 
         def do_POST(self) -> None:
+            if not self._authorised():
+                return
             try:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             except (ValueError, json.JSONDecodeError) as e:
