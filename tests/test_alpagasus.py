@@ -96,14 +96,14 @@ def test_alpagasus_api_prompt_threshold_and_retries(stub, alpaca_file, tmp_path)
 
 
 def test_alpagasus_local_backend_caches_answers(tiny_llama, alpaca_file, tmp_path, monkeypatch):
-    import tunesift.evaluate.tasks as tasks
+    import tunesift.methods.alpagasus as alpagasus
     calls = []
-    real = tasks.generate
+    real = alpagasus.generate
 
     def counting(lm, prompts, **kw):
         calls.append(len(prompts))
         return real(lm, prompts, **kw)
-    monkeypatch.setattr(tasks, "generate", counting)
+    monkeypatch.setattr(alpagasus, "generate", counting)
     kw = dict(lm=tiny_llama, cache_dir=str(tmp_path), progress=False, max_tokens=3, parse_retries=1)
     a = tunesift.score(alpaca_file, "alpagasus", **kw)
     assert calls and calls[0] == 8

@@ -34,9 +34,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import api
 from .data.errors import TunesiftError
 from .data.io import Dataset, from_records
+from .data.example import question_text
 from .data.formats import to_record
+from .models.generate import generate
 
 log = logging.getLogger("tunesift")
 
@@ -105,7 +108,6 @@ class Oracle:
         else:
             prompts = ["\n\n".join(m["content"] for m in c) + "\n\n" for c in conversations]
             special = True
-        from .evaluate.tasks import generate
         return generate(self.lm, prompts, max_new_tokens=self.max_new_tokens, add_special_tokens=special,
                         progress=progress, temperature=0.0 if attempt == 0 else 0.7, seed=attempt)
 
@@ -147,7 +149,6 @@ def recycle(data: Dataset, oracle: Oracle, mode: str = "both", selective: bool =
     if selective and mode != "both":
         raise TunesiftError("selective reflection compares every version: it needs mode=both")
     exs = data.examples
-    from .methods._judging import question_text
     instr = [question_text(e) for e in exs]
     counts: dict[str, int] = {"examples": len(exs)}
     raw: dict[str, list[str]] = {}
@@ -262,7 +263,6 @@ def _student_scores(versions: dict, student, options: dict,
 
     ``split``: per example, the record's (instruction, input), scored for ori and A in place of the
     joined question (their instruction is the record's); None scores every version's question as is."""
-    from . import api
     if student is None:
         raise TunesiftError("selective reflection needs the student model")
     n = len(versions["ori"])

@@ -44,6 +44,15 @@ class Example:
         return next((m["content"] for m in reversed(self.messages[:last]) if m["role"] == "user"), "")
 
 
+def question_text(e: Example, always_newline: bool = False) -> str:
+    """Instruction (+ newline + input): the user turn as the judge papers' code builds it.
+    ``always_newline``: MoDS's necessity stage adds the newline even when the input is empty."""
+    if e.instruction is None:
+        return e.prompt
+    inp = e.input or ""
+    return e.instruction + "\n" + inp if (inp or always_newline) else e.instruction
+
+
 @dataclass
 class Dataset:
     path: str

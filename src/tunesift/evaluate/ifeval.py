@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Callable
 
 from ..data.errors import DataError
+from .sets import _jsonl, subsample
 
 RELATIONS = ("less than", "at least")
 CONSTRAINED = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
@@ -152,9 +154,6 @@ def _loose_variants(text: str) -> list[str]:
 
 
 def load_ifeval(path, limit: int | None = None) -> list[dict]:
-    from pathlib import Path
-
-    from .sets import _jsonl, subsample
     path = Path(path)
     if path.is_dir():
         path = path / "input_data.jsonl"

@@ -16,14 +16,19 @@ from typing import Callable
 import numpy as np
 
 from ..data.errors import TunesiftError
-from ..data.io import Dataset
+from ..data.example import Dataset, question_text
+from ..data.readers import from_records
+from ..methods._judging import PairJudge
+from ..methods.base import Context
+from ..models.generate import generate, prompts_of  # noqa: F401  (re-exported: generation lives in models)
 from ..models.loading import LoadedLM
 from ..models.templates import Rendered, render_conversation
+from ..signals import LikelihoodEngine
 from . import sets
+from .ifeval import load_ifeval, score_responses
 
 
 def _engine(lm: LoadedLM, max_length: int, batch_tokens: int, progress: bool):
-    from ..signals import LikelihoodEngine
     # No score cache: a trained model is evaluated once, and its results go to the bench's cell cache.
     return LikelihoodEngine(lm, max_length=max_length, batch_tokens=batch_tokens, use_cache=False, progress=progress)
 
@@ -104,51 +109,9 @@ def _mc_single_token(eng, items: list[sets.MCItem], option_ids: list[list[int]])
             "truncated": truncated}
 
 
-def prompts_of(data: Dataset, template: str, tokenizer) -> tuple[list[str], bool]:
-    """Each example's rendering up to its response (what a model answers), and whether the
-    tokenizer should add special tokens (not for chat templates, which write their own)."""
-    rendered = [render_conversation(e, template, tokenizer) for e in data.examples]
-    return [r.text[:r.spans[0][0]] for r in rendered], (rendered[0].add_special_tokens if rendered else True)
-
-
-def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 16,
-             progress: bool = False, add_special_tokens: bool = True, num_beams: int = 1,
-             temperature: float = 0.0, seed: int = 0) -> list[str]:
-    """Batched (length-sorted, left-padded) generation, greedy or beam search, or sampled at
-    ``temperature`` (seeded: judges and oracles re-ask with it); returns only the new text."""
-    import torch
-    from tqdm.auto import tqdm
-
-    sample = temperature > 0
-    if sample:
-        torch.manual_seed(seed)
-    tok, model = lm.tokenizer, lm.model
-    dev = next(model.parameters()).device
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    enc = [tok(p, add_special_tokens=add_special_tokens).input_ids for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -len(enc[i]))
-    out: list[str] = [""] * len(prompts)
-    with torch.inference_mode():
-        for s in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
-            idx = order[s:s + batch_size]
-            L = max(len(enc[i]) for i in idx)
-            ids = torch.full((len(idx), L), pad, dtype=torch.long)
-            att = torch.zeros((len(idx), L), dtype=torch.long)
-            for r, i in enumerate(idx):
-                ids[r, L - len(enc[i]):] = torch.tensor(enc[i])
-                att[r, L - len(enc[i]):] = 1
-            gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), max_new_tokens=max_new_tokens,
-                                 do_sample=sample, num_beams=num_beams, pad_token_id=pad,
-                                 eos_token_id=tok.eos_token_id, **({"temperature": temperature} if sample else {}))
-            for r, i in enumerate(idx):
-                out[i] = tok.decode(gen[r, L:], skip_special_tokens=True)
-    return out
-
-
 def gsm8k(lm: LoadedLM, items: list[sets.GenItem], template: str = "alpaca", max_new_tokens: int = 256,
           batch_size: int = 16, progress: bool = False) -> dict:
     """Exact match of the last number in the greedy answer against the reference after '####'."""
-    from ..data.io import from_records
     ds = from_records([{"instruction": it.prompt, "input": "", "output": "x"} for it in items], name="gsm8k")
     prompts, special = prompts_of(ds, template, lm.tokenizer)
     answers = generate(lm, prompts, max_new_tokens, batch_size, progress, add_special_tokens=special)
@@ -159,8 +122,6 @@ def gsm8k(lm: LoadedLM, items: list[sets.GenItem], template: str = "alpaca", max
 def ifeval(lm: LoadedLM, rows: list[dict], template: str = "alpaca", max_new_tokens: int = 512,
            batch_size: int = 16, progress: bool = False) -> dict:
     """IFEval: generate a response per prompt (greedy), then run the verifiable-instruction checkers."""
-    from ..data.io import from_records
-    from .ifeval import score_responses
     ds = from_records([{"instruction": r["prompt"], "input": "", "output": "x"} for r in rows], name="ifeval")
     prompts, special = prompts_of(ds, template, lm.tokenizer)
     answers = generate(lm, prompts, max_new_tokens, batch_size, progress, add_special_tokens=special)
@@ -174,7 +135,6 @@ def winrate(lm: LoadedLM, data: Dataset, judge: "WinrateJudge", template: str = 
     """Win rate of the model's greedy answers against the dataset's reference answers (AlpacaEval's
     setting: the reference outputs are the reference model's), judged pointwise: the judge scores both
     answers to the same question; win 1, tie 0.5, loss 0."""
-    from ..methods._judging import question_text
     prompts, special = prompts_of(data, template, lm.tokenizer)
     answers = generate(lm, prompts, max_new_tokens, batch_size, progress, add_special_tokens=special)
     qs = [question_text(e) for e in data.examples]
@@ -200,8 +160,6 @@ class WinrateJudge:
         return f"reward:{self.reward_model}" if self.reward_model else f"rating:{self.model or 'default'}"
 
     def __call__(self, questions: list[str], answers: list[str]) -> np.ndarray:
-        from ..methods._judging import PairJudge
-        from ..methods.base import Context
         if not hasattr(self, "_ctx"):
             self._ctx = Context(model=self.model, device=self.device, cache_dir=self.cache_dir, progress=False)
             self._judge = PairJudge(self.reward_model)
@@ -225,7 +183,6 @@ class EvalDef:
 
 
 def _ifeval_rows(spec: EvalSpec) -> list[dict]:
-    from .ifeval import load_ifeval
     return load_ifeval(spec.path, spec.limit)
 
 

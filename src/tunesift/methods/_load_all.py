@@ -5,5 +5,5 @@ import pkgutil
 from pathlib import Path
 
 for _m in pkgutil.iter_modules([str(Path(__file__).parent)]):
-    if not _m.name.startswith("_") and _m.name not in ("base", "faithfulness"):
+    if not _m.name.startswith("_") and _m.name not in ("base", "faithfulness", "registry"):
         importlib.import_module(f"{__package__}.{_m.name}")

@@ -1,19 +1,20 @@
-"""Quality scores for diversity methods: another registered method's score, or a record field."""
+"""Quality scores for diversity methods: another registered method's score, or a record field.
+
+``ctx`` is the run's ``base.Context``; not imported here, since ``base`` imports this module."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..data.errors import TunesiftError
-from ..data.io import Dataset
-from .base import REGISTRY, Context
+from ..data.example import Dataset
+from .registry import REGISTRY, available_methods, get_method
 
 
-def quality_scores(data: Dataset, ctx: Context, source: str | None, eps: float = 1e-3):
+def quality_scores(data: Dataset, ctx, source: str | None, eps: float = 1e-3):
     """(quality in [eps, 1] by min-max scaling, eligible, reason).  None = uniform quality."""
     n = len(data)
     if source is None:
         return np.ones(n), np.ones(n, bool), np.full(n, "", dtype=object)
-    from .base import available_methods, get_method
     if source in available_methods():
         m = get_method(source)()
         t = m.score(data, ctx)

@@ -34,6 +34,8 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset, Example
+from ..models.generate import generate
+from ..models.loading import cache_root
 from .base import Context, Method, choose, register
 from .faithfulness import Divergence
 
@@ -191,8 +193,6 @@ class AlpaGasus(Method):
         return ask
 
     def _local(self, ctx: Context):
-        from ..evaluate.tasks import generate
-        from ..models.loading import cache_root
         cfg = self.config
         lm = ctx.causal_lm()
         tok = lm.tokenizer

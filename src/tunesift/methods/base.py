@@ -1,4 +1,4 @@
-"""The method contract, the registry, and the context methods draw models from.
+"""The method contract and the context methods draw models from (the registry: ``registry``).
 
 A method is a class with a config dataclass (its parameters, nothing else), registered by name:
 
@@ -28,31 +28,11 @@ from ..data.io import Dataset
 from ..models.loading import LoadedLM, load_causal_lm, resolve_device
 from ..selectors import Budget, top_k
 from ..signals.distributed import RayRunner, Runner, Slice
+from ..signals.embeddings import Embedder, LastTokenEmbedder, LMEmbedder, text_of
+from ..signals.likelihood import LikelihoodEngine
+from ._quality import quality_scores
 from .faithfulness import Divergence
-
-REGISTRY: dict[str, type["Method"]] = {}
-
-
-def register(cls: type["Method"]) -> type["Method"]:
-    """Class decorator: make a method available by ``cls.name``."""
-    if not getattr(cls, "name", None):
-        raise TypeError("a registered method needs a name")
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise TypeError(f"method name {cls.name!r} is taken by {REGISTRY[cls.name].__qualname__}")
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_method(name: str) -> type["Method"]:
-    from . import _load_all  # noqa: F401  (import side effect: every built-in method registers)
-    if name not in REGISTRY:
-        raise TunesiftError(f"unknown method {name!r}; available: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-def available_methods() -> dict[str, type["Method"]]:
-    from . import _load_all  # noqa: F401
-    return dict(sorted(REGISTRY.items()))
+from .registry import REGISTRY, available_methods, get_method, register  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -102,16 +82,16 @@ class Context:
 
     def embedder(self):
         if self.embedder_obj is None and self.embedder_model == "lm":
-            from ..signals.embeddings import LMEmbedder   # the run's causal LM, mean-pooled
+            # the run's causal LM, mean-pooled
             self.embedder_obj = LMEmbedder(self.causal_lm(), cache_dir=self.cache_dir, use_cache=self.use_cache,
                                            progress=self.progress, runner=self.runner())
         if self.embedder_obj is None and self.embedder_model == "lm-last":
-            from ..signals.embeddings import LastTokenEmbedder   # the run's causal LM, last token (DEITA)
+            # the run's causal LM, last token (DEITA)
             self.embedder_obj = LastTokenEmbedder(self.causal_lm(), max_length=self.max_length or 2048,
                                                   batch_tokens=self.batch_tokens, cache_dir=self.cache_dir,
-                                                  use_cache=self.use_cache, progress=self.progress)
+                                                  use_cache=self.use_cache, progress=self.progress,
+                                                  runner=self.runner())
         if self.embedder_obj is None:
-            from ..signals.embeddings import Embedder
             self.embedder_obj = Embedder(self.embedder_model, device=self.device, cache_dir=self.cache_dir,
                                          use_cache=self.use_cache, progress=self.progress, runner=self.runner())
         if getattr(self.embedder_obj, "runner", False) is None and self.runner() is not None:
@@ -121,7 +101,6 @@ class Context:
         return self.embedder_obj
 
     def embed(self, data: Dataset, field: str) -> np.ndarray:
-        from ..signals.embeddings import text_of
         return self.embedder().encode([text_of(e, field) for e in data.examples], desc=f"embedding {field}")
 
     def causal_lm(self) -> LoadedLM:
@@ -134,7 +113,6 @@ class Context:
         return self.lm
 
     def engine(self, max_length: int):
-        from ..signals import LikelihoodEngine
         max_length = self.max_length or max_length
         if max_length not in self.engines:
             self.engines[max_length] = LikelihoodEngine(
@@ -216,7 +194,6 @@ class SetMethod(Method):
     def embed(self, data: Dataset, ctx: Context, field: str, quality: str | None = None) -> pd.DataFrame:
         """The usual ``score`` of a set method: embeddings (and an optional quality) kept on the
         instance, every example eligible unless its quality is undefined."""
-        from ._quality import quality_scores
         self.embeddings_ = ctx.embed(data, field)
         q, eligible, reason = quality_scores(data, ctx, quality)
         self.quality_ = q

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
+from ..models.generate import generate, prompts_of
 from ..selectors.cluster import kmeans
 from ._judging import PairJudge, question_text
 from .base import Context, Method, choose, register
@@ -90,7 +91,6 @@ class IterSelectTune(Method):
         return PairJudge(self.config.reward_model if self.config.judge == "reward" else None)(ctx, questions, answers)
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        from ..evaluate.tasks import generate, prompts_of
         cfg = self.config
         rng = np.random.default_rng(ctx.seed)
         X = ctx.embed(data, "instruction_input")

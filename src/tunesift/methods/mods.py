@@ -42,6 +42,7 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
+from ..models.generate import generate, prompts_of
 from ..models.loading import resolve_device
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
@@ -161,7 +162,6 @@ class MoDS(SetMethod):
                              "reason": np.where(eligible, "", f"quality <= {alpha:g}")})
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
-        from ..evaluate.tasks import generate, prompts_of
         from ..train import TrainConfig, finetune
         cfg = self.config
         _, beta = self._thresholds()

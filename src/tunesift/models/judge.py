@@ -11,6 +11,9 @@ log-probabilities): the first digit 1..K of the answer is the rating; an answer 
 again with sampling (``parse_retries`` times, each a distinct cached request), then left as NaN and
 counted in ``unparsed`` -- never scored 0.
 
+The rating vocabulary lives here too: ``RATING_PROMPTS`` (SelectIT's five rating lines) and
+``rating_text`` (its rating prompt), shared by SelectIT, the pair judge and win-rate evaluations.
+
 ``rating_token_ids(tokenizer)`` gives the local back end its rating tokens: the bare digit tokens,
 as SelectIT's code reads them (LLaMA-2's ids of "1".."5", not of a word-start "▁1").
 """
@@ -23,6 +26,26 @@ from typing import Sequence
 import numpy as np
 
 from ..data.errors import TunesiftError
+from .generate import generate
+
+RATING_PROMPTS = (
+    "Rate from 1 to 5 how well the response below fulfils the instruction, judging accuracy and helpfulness. "
+    "Answer with a single digit.",
+    "On a scale of 1 (poor) to 5 (excellent), score the quality of the response to the instruction. "
+    "Reply with one number.",
+    "Judge whether the response follows the instruction correctly and completely. Give a score between 1 and 5.",
+    "Considering relevance, correctness and clarity, how good is this response to the instruction? "
+    "Score it 1, 2, 3, 4 or 5.",
+    "You are grading an assistant. Read the instruction and its response, then output a grade from 1 (worst) "
+    "to 5 (best).",
+)
+
+
+def rating_text(line: str, instruction: str, response: str) -> str:
+    """SelectIT's rating prompt (``construction_rps``): the rating line, a blank line, ``Instruction:``,
+    ``Response:``, then ``The answer is: `` on its own line."""
+    # readlines() keeps the line's newline and the code adds another: a blank line follows the rating line
+    return f"{line}\n\nInstruction:{instruction}\nResponse:{response}\nThe answer is: \n"
 
 
 def rating_token_ids(tokenizer, labels: Sequence[str] = "12345") -> list[int]:
@@ -119,6 +142,5 @@ class RatingJudge:
             if attempt:
                 kw["seed"] = attempt        # a distinct request, so the cache does not return the same answer
             return [self.client.text(r) for r in self.client.complete(texts, progress=progress, **kw)]
-        from ..evaluate.tasks import generate
         return generate(self.lm, texts, max_new_tokens=self.max_tokens, progress=progress,
                         temperature=0.0 if attempt == 0 else 0.7, seed=attempt)
