@@ -95,12 +95,18 @@ def test_lm_embeddings_and_reward_model_equal_in_process(pool_file, tiny_model_d
     import torch
     from tunesift.models.loading import load_causal_lm
     from tunesift.signals.embeddings import LMEmbedder
+    from tunesift.signals.pooled_states import POOLINGS, PooledStates
     from tunesift.signals.reward import RewardModel
     texts = [r["instruction"] + " " + r["output"] for r in MORE]
     lm = load_causal_lm(str(tiny_model_dir), "cpu", "float32")
     here = LMEmbedder(lm, use_cache=False, progress=False).encode(texts)
     there = LMEmbedder(lm, use_cache=False, progress=False, runner=runner).encode(texts)
     assert np.allclose(here, there, rtol=1e-5, atol=1e-6)
+    for pooling in POOLINGS:      # RDS+'s position-weighted mean and DEITA's last token too
+        ids = [lm.tokenizer(t)["input_ids"] for t in texts]
+        here = PooledStates(lm, pooling, use_cache=False, progress=False).encode(ids)
+        there = PooledStates(lm, pooling, use_cache=False, progress=False, runner=runner).encode(ids)
+        assert np.allclose(here, there, rtol=1e-5, atol=1e-6), pooling
     torch.manual_seed(1)
     rm = BertForSequenceClassification(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
                                                   num_attention_heads=2, intermediate_size=64, num_labels=1,

@@ -137,7 +137,8 @@ class DiverseEvol(SetMethod):
                      len(labelled), len(pool))
             tr = finetune(lm, data.subset(pool[labelled].tolist()), cfg, progress=ctx.progress)
             X = LMEmbedder(tr.lm, max_length=max_length, batch_tokens=ctx.batch_tokens, normalize=False,
-                           use_cache=False, progress=ctx.progress).encode(texts, desc=f"embedding (round {r})")
+                           use_cache=False, progress=ctx.progress,
+                           runner=ctx.runner()).encode(texts, desc=f"embedding (round {r})")
             del tr
             if c.whiten_components:
                 X = whiten(X, c.whiten_components)

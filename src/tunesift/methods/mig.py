@@ -179,9 +179,9 @@ class MIG(SetMethod):
             return ctx.embedder()
         if which == "lm-last":
             return LastTokenEmbedder(ctx.causal_lm(), batch_tokens=ctx.batch_tokens, cache_dir=ctx.cache_dir,
-                                     use_cache=ctx.use_cache, progress=ctx.progress)
+                                     use_cache=ctx.use_cache, progress=ctx.progress, runner=ctx.runner())
         return Embedder(which, device=ctx.device, cache_dir=ctx.cache_dir, use_cache=ctx.use_cache,
-                        progress=ctx.progress)
+                        progress=ctx.progress, runner=ctx.runner())
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         cfg = self.config

@@ -134,7 +134,7 @@ class RDS(Method):
         lm = ctx.causal_lm()
         max_length = ctx.max_length or cfg.max_length
         enc = PooledStates(lm, cfg.pooling, batch_tokens=ctx.batch_tokens, cache_dir=ctx.cache_dir,
-                           use_cache=ctx.use_cache, progress=ctx.progress)
+                           use_cache=ctx.use_cache, progress=ctx.progress, runner=ctx.runner())
         pool_ids, trunc = token_ids(data.examples, lm.tokenizer, max_length)
         tgt_ids, _ = token_ids(tgt.examples, lm.tokenizer, max_length)
         X = enc.encode(pool_ids, desc="rds pool")

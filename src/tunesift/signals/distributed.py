@@ -260,10 +260,11 @@ class RayRunner(Runner):
             return LMSource(path, lm.dtype, getattr(lm, "trust_remote_code", False))
         if fresh:
             return LMSource(ref=_ray().put(lm), dtype=lm.dtype)
-        key = id(lm)
-        if key not in self._refs:   # one copy in the object store per model, not one per pass
-            self._refs[key] = (_ray().put(lm), lm)   # keep lm alive so its id stays unique
-        return LMSource(ref=self._refs[key][0], dtype=lm.dtype)
+        # one copy in the object store per model (its fingerprint: weights, or a fine-tune's inputs)
+        key = (lm.fingerprint, lm.dtype)
+        if key not in self._refs:
+            self._refs[key] = _ray().put(lm)
+        return LMSource(ref=self._refs[key], dtype=lm.dtype)
 
     def pids(self) -> list[int]:
         ray = _ray()

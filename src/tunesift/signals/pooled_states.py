@@ -1,14 +1,15 @@
-"""Pooled last-layer hidden states of a causal LM over given token ids (RDS+'s representation).
+"""Pooled last-layer hidden states of a causal LM: every LM embedding tunesift uses.
 
 Pooling over a sequence's L real tokens h_1..h_L (the final, normed layer: ``hidden_states[-1]``):
+- ``mean``: the plain mean ("Maybe Only 0.5% Data is Needed", DiverseEvol: ``--embedder lm``);
+- ``last``: h_L (DEITA's ``clm_embedder.py``: ``--embedder lm-last``);
 - ``weighted_mean``: sum_t w_t h_t with w_t = t / sum_s s (t = 1..L), later tokens weigh more
-  (SGPT's position weighting, as RDS+ uses it);
-- ``mean``: the plain mean;
-- ``last``: h_L.
-Then L2-normalised.  Batched longest-first into token budgets and right-padded with no mask:
-under causal attention a pad after a sequence never reaches its real tokens, and the pooling reads
-only the real positions.  Cached per token-id sequence in a namespace for the weights, dtype and
-pooling, so a killed run resumes and a second target set reuses the pool's vectors.
+  (SGPT's position weighting, as RDS+ uses it).
+Then L2-normalised (``normalize=False`` keeps the raw pooled vector).  Batched longest-first into
+token budgets and right-padded with no mask: under causal attention a pad after a sequence never
+reaches its real tokens, and the pooling reads only the real positions.  Cached per token-id
+sequence in a namespace for the weights, dtype, length and pooling, so a killed run resumes and a
+second target set reuses the pool's vectors.  With a remote runner the batches run on its workers.
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..models.loading import cache_root
 from .batching import cached_split, pad_id_of, right_padded, token_batches
 from .cache import ShardCache
+from .distributed import Recipe, Runner, run_units, units_of
 
 POOLINGS = ("weighted_mean", "mean", "last")
 
@@ -36,45 +39,87 @@ def pool_weights(L: int, pooling: str) -> np.ndarray:
 
 
 class PooledStates:
+    """``encode(ids)`` / ``encode_ids`` for token-id sequences, ``encode_texts(texts)`` for texts (tokenised with the
+    model's tokenizer, special tokens included, cut at ``max_length``; an empty text is its EOS)."""
+
     def __init__(self, lm, pooling: str = "weighted_mean", batch_tokens: int = 16384, cache_dir: str | None = None,
-                 use_cache: bool = True, progress: bool = True):
-        from ..models.loading import cache_root
+                 use_cache: bool = True, progress: bool = True, max_length: int | None = None,
+                 normalize: bool = True, namespace: str | None = None, runner: Runner | None = None):
         pool_weights(1, pooling)   # validates the name
         self.lm, self.pooling, self.batch_tokens, self.progress = lm, pooling, batch_tokens, progress
-        ns = f"pooled-states/{lm.fingerprint.replace('/', '_')}-{lm.dtype}-{pooling}"
+        self.max_length, self.normalize, self.runner = max_length, normalize, runner
+        ns = namespace or f"pooled-states/{lm.fingerprint.replace('/', '_')}-{lm.dtype}-{pooling}" + (
+            "" if normalize else "-raw")
+        self._key = ns
         self.cache = ShardCache(cache_root(cache_dir), ns, ("vec",)) if use_cache else None
 
-    def encode(self, ids: Sequence[np.ndarray], desc: str = "hidden states") -> np.ndarray:
-        """Unit-norm pooled vectors [N, hidden] for each token-id sequence (each at least one token)."""
+    def recipe(self) -> Recipe:
+        kw = (("pooling", self.pooling), ("batch_tokens", self.batch_tokens), ("use_cache", False),
+              ("progress", False), ("max_length", self.max_length), ("normalize", self.normalize))
+        return Recipe(PooledStates, kw, self.runner.lm_source(self.lm), key=self._key)
+
+    def run_unit(self, unit: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """Pooled vectors of each batch of token-id rows."""
         import torch
-        from tqdm.auto import tqdm
         model = self.lm.model
         dev = next(model.parameters()).device
-        ids = [np.asarray(x, dtype=np.int64) for x in ids]
-        out = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
-        keys, todo = cached_split(self.cache, len(ids), lambda i: ShardCache.key(ids[i].tobytes()), out)
-        batches = token_batches([len(x) for x in ids], todo, self.batch_tokens)
         pad = pad_id_of(self.lm.tokenizer)
+        out = []
+        with torch.inference_mode():
+            for rows in unit:
+                x = torch.from_numpy(right_padded(rows, pad)).to(dev)
+                h = model.base_model(input_ids=x, use_cache=False)[0].float()
+                W = torch.zeros(x.shape, dtype=torch.float32)
+                for r, ids in enumerate(rows):
+                    W[r, :len(ids)] = torch.from_numpy(pool_weights(len(ids), self.pooling))
+                v = torch.einsum("bl,bld->bd", W.to(dev), h)
+                if self.normalize:
+                    v = torch.nn.functional.normalize(v, dim=-1)
+                out.append(v.cpu().numpy())
+        return out
+
+    def encode_texts(self, texts: Sequence[str], desc: str = "hidden states") -> np.ndarray:
+        tok = self.lm.tokenizer
+        kw = dict(truncation=True, max_length=self.max_length) if self.max_length else {}
+        enc = tok(list(texts), return_attention_mask=False, **kw)["input_ids"]
+        return self.encode_ids([x if len(x) else [tok.eos_token_id or 0] for x in enc], desc=desc)
+
+    def encode(self, ids: Sequence[np.ndarray], desc: str = "hidden states") -> np.ndarray:
+        return self.encode_ids(ids, desc)
+
+    def encode_ids(self, ids: Sequence[np.ndarray], desc: str = "hidden states") -> np.ndarray:
+        """Pooled vectors [N, hidden] for each token-id sequence (each at least one token)."""
+        from tqdm.auto import tqdm
+        ids = [np.asarray(x, dtype=np.int64) for x in ids]
+        out = np.zeros((len(ids), self._hidden_size()), dtype=np.float32)
+        keys, todo = cached_split(self.cache, len(ids), lambda i: ShardCache.key(ids[i].tobytes()), out,
+                                  self.runner)
+        lens = [len(x) for x in ids]
+        batches = token_batches(lens, todo, self.batch_tokens)
+        units = units_of(batches, lens, 4 * self.batch_tokens)
         bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
+
+        def done(u: int, vecs: list) -> None:
+            for b, v in zip(units[u], vecs):
+                for r, i in enumerate(b):
+                    out[i] = v[r]
+                    if self.cache is not None:
+                        self.cache.put(keys[i], (v[r],))
+                bar.update(len(b))
+            if self.cache is not None and self.cache.pending >= 2048:
+                self.cache.flush()
+
         try:
-            with torch.inference_mode():
-                for b in batches:
-                    x = torch.from_numpy(right_padded([ids[i] for i in b], pad)).to(dev)
-                    h = model.base_model(input_ids=x, use_cache=False)[0].float()
-                    W = torch.zeros(x.shape, dtype=torch.float32)
-                    for r, i in enumerate(b):
-                        W[r, :len(ids[i])] = torch.from_numpy(pool_weights(len(ids[i]), self.pooling))
-                    v = torch.einsum("bl,bld->bd", W.to(dev), h)
-                    v = torch.nn.functional.normalize(v, dim=-1).cpu().numpy()
-                    for r, i in enumerate(b):
-                        out[i] = v[r]
-                        if self.cache is not None:
-                            self.cache.put(keys[i], (v[r],))
-                    bar.update(len(b))
-                    if self.cache is not None and self.cache.pending >= 2048:
-                        self.cache.flush()
+            run_units(self.runner, self.recipe, self, [[[ids[i] for i in b] for b in unit] for unit in units], done)
         finally:
             bar.close()
             if self.cache is not None:
                 self.cache.flush()
         return out
+
+    def _hidden_size(self) -> int:
+        lm = self.lm
+        if getattr(lm, "_model", True) is None and lm.source:   # a lazy driver model: its config suffices
+            from transformers import AutoConfig
+            return AutoConfig.from_pretrained(lm.source, trust_remote_code=lm.trust_remote_code).hidden_size
+        return lm.model.config.hidden_size
