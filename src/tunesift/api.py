@@ -14,7 +14,8 @@ import pandas as pd
 
 from . import __version__
 from .data.errors import TunesiftError
-from .data.io import Dataset, atomic_path, read_dataset, write_dataset, write_json
+from .data.hf import is_frame, is_hf, read_source, take_rows, to_hf
+from .data.io import Dataset, atomic_path, write_dataset, write_json
 from .methods.base import Context, Method, get_method
 from .models.loading import LoadedLM, cache_root
 from .selectors import Budget
@@ -34,6 +35,7 @@ class ScoreResult:
     context: Context
     timings: dict = field(default_factory=dict)
     partial: str | None = None   # set by --shard: scores of other slices are NaN, the table is not a result
+    source: Any = None           # the datasets.Dataset or DataFrame given, for selected_as
 
     @property
     def summary(self) -> dict:
@@ -58,11 +60,31 @@ class SelectionResult(ScoreResult):
     def selected(self) -> Dataset:
         return self.dataset.subset(sorted(self.selected_indices))
 
+    def selected_as(self, kind: str | None = None) -> Any:
+        """The selection, in input order, as ``kind``: ``"datasets"`` (a ``datasets.Dataset``),
+        ``"pandas"``, ``"records"`` (raw dicts) or ``"tunesift"``; None: the type the input was."""
+        ex = [self.dataset.examples[i] for i in sorted(set(int(i) for i in self.selected_indices))]
+        rows = [e.line - 1 for e in ex]   # in-memory inputs: line is the row + 1
+        if kind is None:
+            if self.source is not None:
+                return take_rows(self.source, rows)
+            kind = "tunesift"
+        if kind == "tunesift":
+            return self.selected
+        if kind == "records":
+            return [e.raw for e in ex]
+        if kind == "pandas":
+            return take_rows(self.source, rows) if is_frame(self.source) else pd.DataFrame([e.raw for e in ex])
+        if kind == "datasets":
+            if is_hf(self.source):
+                return take_rows(self.source, rows)
+            return to_hf([e.raw for e in ex])
+        raise TunesiftError(f"selected_as: kind must be datasets, pandas, records, tunesift or None, not {kind!r}")
 
-def _dataset(data: str | Path | Dataset, format: str | None, on_error: str, limit: int | None) -> Dataset:
-    if isinstance(data, Dataset):
-        return data
-    return read_dataset(data, format=format, on_error=on_error, limit=limit)
+
+def _dataset(data: Any, format: str | None, on_error: str, limit: int | None) -> tuple[Dataset, Any]:
+    """(the examples, the in-memory object they came from: a datasets.Dataset or DataFrame, else None)."""
+    return read_source(data, format=format, on_error=on_error, limit=limit)
 
 
 def _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress, trust_remote_code,
@@ -99,7 +121,7 @@ def _check_writable(root: Path) -> None:
                             "pass --cache-dir DIR or --no-cache") from None
 
 
-def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: str | None = None,
+def score(data: Any, method: str | Method = "ifd", *, model: str | None = None,
           device: str = "auto", dtype: str = "auto", batch_tokens: int = 16384, max_length: int | None = None,
           cache_dir: str | None = None, use_cache: bool = True, progress: bool = True, on_error: str = "raise",
           format: str | None = None, turns: str = "last", seed: int = 0, limit: int | None = None,
@@ -108,6 +130,10 @@ def score(data: str | Path | Dataset, method: str | Method = "ifd", *, model: st
           ray_address: str | None = None, shard: str | None = None, threads_per_worker: int | None = None,
           runner: Runner | None = None, **params: Any) -> ScoreResult:
     """Score every example of ``data`` with ``method``; optionally write the table as Parquet.
+
+    ``data``: a file (.json .jsonl .jsonl.gz .parquet .csv), a ``save_to_disk`` folder,
+    ``"hf:owner/name[:split]"``, a ``datasets.Dataset`` (or one-split ``DatasetDict``), a pandas
+    DataFrame, or a tunesift ``Dataset``.
 
     ``engine_options``: extra ``LikelihoodEngine`` parameters (``max_batch_size``, ``max_padding``,
     ``share_prefix``, ``head_chunk``, ``compile_body``, ``prepare_chunk``) for tuning on unusual hardware.
@@ -142,7 +168,7 @@ def _score(data, method, *, model, device, dtype, batch_tokens, max_length, cach
     ctx.runner()   # starts (or reaches) the Ray workers now: a bad address or too many workers stops here
     t0 = time.perf_counter()
     try:
-        ds = _dataset(data, format, on_error, limit)
+        ds, source = _dataset(data, format, on_error, limit)
     except BaseException:
         ctx.close()
         raise
@@ -173,13 +199,15 @@ def _score(data, method, *, model, device, dtype, batch_tokens, max_length, cach
     table["eligible"] = table["eligible"].astype(bool)
     table["reason"] = table["reason"].astype(str)
     table = table[list(SCHEMA) + [c for c in table.columns if c not in SCHEMA]]
-    return ScoreResult(table, ds, m, ctx, {"read_s": t_read, "score_s": time.perf_counter() - t1}, partial)
+    return ScoreResult(table, ds, m, ctx, {"read_s": t_read, "score_s": time.perf_counter() - t1}, partial, source)
 
 
-def select(data: str | Path | Dataset, method: str | Method = "ifd", budget: Any = None, *,
+def select(data: Any, method: str | Method = "ifd", budget: Any = None, *,
            output: str | Path | None = None, **kwargs: Any) -> SelectionResult:
     """Score, then choose a subset under ``budget``; with ``output``, write the selection (in the
-    input's format), ``<stem>.scores.parquet`` and ``<stem>.manifest.json`` beside it."""
+    input's format), ``<stem>.scores.parquet`` and ``<stem>.manifest.json`` beside it.
+    ``res.selected_as()`` gives the selection as the input's own type (a ``datasets.Dataset`` or a
+    DataFrame in, the same out), or as ``"datasets"``, ``"pandas"``, ``"records"``."""
     t0 = time.perf_counter()
     if kwargs.get("shard") is not None:
         raise TunesiftError("--shard fills the cache for one slice; `tunesift score --shard i/N` on each, then "
@@ -208,7 +236,8 @@ def select(data: str | Path | Dataset, method: str | Method = "ifd", budget: Any
     table["rank"] = rank
     table["status"] = np.where(selected, "kept", "dropped")
     table["why"] = np.where(selected, "", np.where(table["eligible"], "outside the budget", table["reason"]))
-    out = SelectionResult(table, res.dataset, m, res.context, dict(res.timings), budget=b, selected_indices=idx)
+    out = SelectionResult(table, res.dataset, m, res.context, dict(res.timings), source=res.source, budget=b,
+                          selected_indices=idx)
     out.timings["select_s"] = time.perf_counter() - t1
     out.timings["total_s"] = time.perf_counter() - t0
     X = getattr(m, "embeddings_", None)
