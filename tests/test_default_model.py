@@ -205,7 +205,8 @@ def test_learning_percentage_on_real_model_cli_and_formula(default_lm, shared_da
     recs = [{"input": "", **e.raw} for e in ds.examples[:3]]
     got: list[list[float]] = []
     finetune(default_lm, ds, TrainConfig(method="full", template="alpaca", epochs=1.0, batch_size=32, max_length=256,
-                                         lr_schedule="cosine", warmup_ratio=0.03), progress=False,
+                                         lr_schedule="cosine", warmup_ratio=0.03, loss_weighting="group",
+                                         loss_group_size=4), progress=False,
              on_epoch=lambda snap: got.append([authors_ppl(snap.lm.model, snap.lm.tokenizer, rec) for rec in recs]))
     P = np.array(got)
     np.testing.assert_allclose(t.loc[:2, "ppl_0"], P[0], rtol=1e-4)
@@ -236,8 +237,10 @@ def test_diverseevol_on_real_model_cli_and_replay(default_lm, shared_data, tmp_p
     assert t["selected"].sum() == 4 and len(json.loads(out.read_text())) == 4
     seeds = sorted(np.flatnonzero(t["round"] == 0))
     ds = read_dataset(src, limit=10)
-    m = finetune(default_lm, ds.subset(seeds), TrainConfig(method="full", template="alpaca", epochs=1, batch_size=16,
-                                                           max_length=256, lr_schedule="cosine"), progress=False).lm
+    m = finetune(default_lm, ds.subset(seeds), TrainConfig(method="full", template="alpaca", epochs=1, batch_size=64,
+                                                           max_length=256, lr_schedule="cosine", warmup_ratio=0.03,
+                                                           loss_weighting="group", loss_group_size=4),
+                 progress=False).lm
     X = []
     for e in ds.examples:
         text = cherry_prompt({"input": "", **e.raw}) + e.raw["output"] + m.tokenizer.eos_token
@@ -276,13 +279,14 @@ def test_less_on_real_model_cli_and_formula(default_lm, shared_data, tmp_path):
         if snap.epoch != 1:
             return
         R, A = loop_less_features(snap, ds.subset([0, 1]), 64)
-        V = loop_gradients(snap.lm, tg, eos=True).double().numpy() @ R
+        V = loop_gradients(snap.lm, tg, eos=False).double().numpy() @ R   # LESS's target loss: no EOS
         V /= np.linalg.norm(V, axis=1, keepdims=True)
         got.append((A @ V.T).mean(1))
 
     finetune(default_lm, ds.subset(np.flatnonzero(t["warmup"]).tolist()),
              TrainConfig(method="lora", template="alpaca", epochs=1, learning_rate=2e-5, batch_size=32, max_length=256,
-                         lora_r=2, lora_alpha=8, lora_dropout=0.1, lora_targets="q_proj,k_proj,v_proj,o_proj"),
+                         lora_r=2, lora_alpha=8, lora_dropout=0.1, lora_targets="q_proj,k_proj,v_proj,o_proj",
+                         loss_weighting="example"),
              progress=False, on_epoch=hook)
     np.testing.assert_allclose(t.loc[:1, "score"], got[0], rtol=2e-3, atol=2e-4)
 
