@@ -177,7 +177,7 @@ def _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache,
             limit, quiet, trust_remote_code, embedder=None, workers=0, ray_address=None, threads=None):
     return dict(workers=workers, ray_address=ray_address, threads_per_worker=threads, embedder=embedder, model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
                 cache_dir=cache_dir, use_cache=not no_cache, on_error=on_error, format=format, turns=turns,
-                seed=seed, limit=limit, progress=not quiet and sys.stderr.isatty() or os.environ.get("TUNESIFT_PROGRESS") == "1",
+                seed=seed, limit=limit, progress=not quiet,   # a bar on a terminal, else a line every ~30 s
                 trust_remote_code=trust_remote_code)
 
 

@@ -22,8 +22,9 @@ from ..data.io import Example
 from ..models.loading import INSTALL_DEFAULT_MODELS, cache_root, model_fingerprint, resolve_device
 from .cache import ShardCache
 from .distributed import Recipe, Runner, run_units, units_of
-from .pooling import parse_pooling, pool, pooling_config
 from .pooled_states import PooledStates
+from .pooling import parse_pooling, pool, pooling_config
+from .progress import progress_bar
 
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 FIELDS = ("instruction", "instruction_input", "response", "whole")
@@ -116,7 +117,6 @@ class Embedder:
         return out
 
     def encode(self, texts: Sequence[str], desc: str = "embedding") -> np.ndarray:
-        from tqdm.auto import tqdm
         keys = [hashlib.blake2b(t.encode("utf-8"), digest_size=20).digest() for t in texts]
         out: list[np.ndarray | None] = [None] * len(texts)
         if self.cache is not None:
@@ -133,7 +133,7 @@ class Embedder:
             todo = [i for i in todo if out[i] is None]
         batches = [todo[s:s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
         units = units_of(batches, {i: self.max_length for i in todo}, 4 * self.batch_size * self.max_length)
-        bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
+        bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
 
         def done(u: int, vecs: list) -> None:
             for idx, v in zip(units[u], vecs):

@@ -23,6 +23,7 @@ from ..models.templates import Rendered
 from .batching import pad_id_of, right_padded, token_batches
 from .distributed import Recipe, Runner, units_of
 from .likelihood import tokenize_targets
+from .progress import progress_bar
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8   # LESS's constants (equal to AdamW's defaults)
 
@@ -103,7 +104,6 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
     (shipped once per call: the model changes between checkpoints) and the same projection."""
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
     if kind not in ("sgd", "adam"):
         raise TunesiftError("gradient feature kind must be 'sgd' or 'adam'")
     if loss not in ("mean", "sum"):
@@ -151,7 +151,7 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
             held = 0
 
     handles = [mod.register_forward_hook(keep) for _, mod in mods]
-    bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not progress, leave=False)
+    bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not progress, leave=False)
     try:
         for b in token_batches([len(p.ids) for p in prep], todo, batch_tokens):
             ids = torch.from_numpy(right_padded([prep[i].ids for i in b], pad))
@@ -277,7 +277,6 @@ def _remote(lm, prep, todo, out, losses, runner: Runner, projector, kind, loss, 
             progress, desc) -> None:
     import uuid
 
-    from tqdm.auto import tqdm
     lens = [len(p.ids) for p in prep]
     batches = token_batches(lens, todo, batch_tokens)
     units = units_of(batches, lens, 4 * batch_tokens)
@@ -286,7 +285,7 @@ def _remote(lm, prep, todo, out, losses, runner: Runner, projector, kind, loss, 
     # a fresh copy per call (and a key no worker has built): the model trains between checkpoints
     recipe = Recipe(GradientWorker, (("kind", kind), ("loss", loss), ("moments", moments), ("projector", proj)),
                     runner.lm_source(lm, fresh=True), key=f"gradients/{uuid.uuid4().hex}")
-    bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not progress, leave=False)
+    bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not progress, leave=False)
 
     def done(u: int, res: list) -> None:
         for b, (f, ls) in zip(units[u], res):

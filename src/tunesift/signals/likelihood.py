@@ -29,6 +29,7 @@ from ..models.templates import Rendered
 from .batching import pad_id_of, right_padded
 from .cache import ShardCache
 from .distributed import Recipe, Runner, run_units, units_of
+from .progress import progress_bar
 
 log = logging.getLogger("tunesift")
 ENGINE_VERSION = "1"
@@ -237,7 +238,6 @@ class LikelihoodEngine:
     # ------------------------------------------------------------ scoring
     def nll(self, requests: Sequence[Rendered], max_target_tokens: Sequence[int | None] | None = None,
             desc: str = "scoring") -> NLLResult:
-        from tqdm.auto import tqdm
 
         t0 = time.perf_counter()
         n = len(requests)
@@ -247,7 +247,7 @@ class LikelihoodEngine:
         keys: list[bytes | None] = [None] * n
         if self.cache is not None:
             self.cache.load()
-        bar = tqdm(total=n, desc=desc, unit="ex", disable=not self.progress, dynamic_ncols=True, leave=False)
+        bar = progress_bar(total=n, desc=desc, unit="ex", disable=not self.progress, dynamic_ncols=True, leave=False)
         pool: list[int] = []      # prepared, not in the cache, not yet scored
         ratios: list[float] = []  # tokens per character of the texts prepared so far
         try:

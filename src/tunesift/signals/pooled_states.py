@@ -21,6 +21,7 @@ from ..models.loading import cache_root
 from .batching import cached_split, pad_id_of, right_padded, token_batches
 from .cache import ShardCache
 from .distributed import Recipe, Runner, run_units, units_of
+from .progress import progress_bar
 
 POOLINGS = ("weighted_mean", "mean", "last")
 
@@ -89,7 +90,6 @@ class PooledStates:
 
     def encode_ids(self, ids: Sequence[np.ndarray], desc: str = "hidden states") -> np.ndarray:
         """Pooled vectors [N, hidden] for each token-id sequence (each at least one token)."""
-        from tqdm.auto import tqdm
         ids = [np.asarray(x, dtype=np.int64) for x in ids]
         out = np.zeros((len(ids), self._hidden_size()), dtype=np.float32)
         keys, todo = cached_split(self.cache, len(ids), lambda i: ShardCache.key(ids[i].tobytes()), out,
@@ -97,7 +97,7 @@ class PooledStates:
         lens = [len(x) for x in ids]
         batches = token_batches(lens, todo, self.batch_tokens)
         units = units_of(batches, lens, 4 * self.batch_tokens)
-        bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
+        bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
 
         def done(u: int, vecs: list) -> None:
             for b, v in zip(units[u], vecs):

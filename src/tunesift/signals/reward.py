@@ -18,6 +18,7 @@ from ..models.loading import cache_root, resolve_device, tensor_fingerprint
 from .batching import cached_split, token_batches
 from .cache import ShardCache
 from .distributed import Recipe, Runner, run_units, units_of
+from .progress import progress_bar
 
 
 class RewardModel:
@@ -55,7 +56,6 @@ class RewardModel:
 
     def score(self, questions: Sequence[str], answers: Sequence[str], desc: str = "reward") -> tuple[np.ndarray, np.ndarray]:
         """Reward per (question, answer) pair and whether the pair was truncated to ``max_length``."""
-        from tqdm.auto import tqdm
         t0 = time.perf_counter()
         enc = self.tokenizer(list(questions), list(answers), truncation="longest_first", max_length=self.max_length,
                              return_overflowing_tokens=False, return_attention_mask=False)
@@ -70,7 +70,7 @@ class RewardModel:
         lens = [len(x) for x in ids]
         batches = token_batches(lens, todo, self.batch_tokens)
         units = units_of(batches, lens, 4 * self.batch_tokens)
-        bar = tqdm(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
+        bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
 
         def done(u: int, vals: list) -> None:
             for b, v in zip(units[u], vals):
