@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from tunesift.bench import BenchConfig, _t_quantile, _welch_ci, run_bench
+from tunesift.bench import BenchConfig, _welch_ci, run_bench
 from tunesift.data import read_dataset
 from tunesift.train import TrainConfig
 
@@ -48,7 +48,7 @@ def test_bench_runs_resumes_and_reports(tiny_model_dir, alpaca_file, eval_files,
     base = table.loc[table.method == "base", "heldout_nll.nll"].item()
     assert full < base
     # resume: every cell cached, nothing trained again
-    import tunesift.bench as b
+    import tunesift.bench.run as b
     monkeypatch.setattr(b, "finetune", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     again = run_bench(pool, cfg, out, progress=False)
     pd.testing.assert_frame_equal(table, again)
@@ -69,10 +69,14 @@ def test_failing_cell_is_reported_not_fatal(tiny_model_dir, alpaca_file, eval_fi
 
 
 def test_welch_interval():
-    assert _t_quantile(0.975, 4) == pytest.approx(2.7764, rel=1e-4)
-    assert _t_quantile(0.975, 1e6) == pytest.approx(1.95996, rel=1e-4)
+    from scipy.stats import t
     a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.5, 3.5])
     d, hw = _welch_ci(a, b)
+    # Welch-Satterthwaite by hand: the standard error, its degrees of freedom, the t quantile
     va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
     df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
-    assert d == pytest.approx(-2 / 3) and hw == pytest.approx(_t_quantile(0.975, df) * np.sqrt(va + vb))
+    assert d == pytest.approx(-2 / 3) and hw == pytest.approx(t.ppf(0.975, df) * np.sqrt(va + vb))
+    assert t.ppf(0.975, 4) == pytest.approx(2.7764, rel=1e-4)     # the table value the hand-written quantile met
+    assert _welch_ci(a, a + 1) == (pytest.approx(-1.0), pytest.approx(t.ppf(0.975, 4) * np.sqrt(2 / 3)))
+    assert _welch_ci(np.ones(3), np.zeros(3)) == (1.0, 0.0)
+    assert np.isnan(_welch_ci(a[:1], b)[1])

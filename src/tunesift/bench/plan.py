@@ -1,0 +1,43 @@
+"""Planning: every (method, seed) cell and the key of everything that produces it."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..data.example import Dataset
+from ..evaluate.tasks import EvalSpec
+from .config import BASE, FULL, BenchConfig
+
+
+def key_of(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Cell:
+    method: str
+    seed: int
+    key: str
+    path: Path
+
+
+def plan_cells(pool: Dataset, specs: list[EvalSpec], config: BenchConfig, output_dir: Path) -> list[Cell]:
+    """Every (method, seed) cell with the key of everything that produces it."""
+    c = config
+    tcfg = {k: v for k, v in dataclasses.asdict(c.train).items() if k != "seed"}
+    evals = [(s.name, s.limit, str(s.path)) for s in specs]
+    judge = (c.judge_reward_model, c.judge_model) if any(s.name.endswith("winrate") for s in specs) else None
+    common = (pool.fingerprint, c.budget, c.base_model, c.score_model, c.template, tcfg, evals, judge, __version__)
+    cells = []
+    names = c.methods_all() + ([FULL] if c.include_full else []) + ([BASE] if c.include_base else [])
+    for m in names:
+        n_seeds = 1 if m == BASE else (c.full_seeds or c.seeds) if m == FULL else c.seeds
+        for s in range(n_seeds):
+            k = key_of(m, c.method_params.get(m, {}), s, *common)
+            cells.append(Cell(m, s, k, output_dir / "cells" / f"{m}__seed{s}__{k}.json"))
+    return cells
