@@ -262,3 +262,25 @@ def test_less_pool_and_target_features_equal_in_process(alpaca_file, tiny_llama,
     np.testing.assert_allclose(remote.table[cols].to_numpy(float), local.table[cols].to_numpy(float), rtol=1e-5,
                                atol=1e-6)
     assert list(local.selected_indices) == list(remote.selected_indices)
+
+
+def test_mods_with_a_reward_model_equal_in_process(alpaca_file, tiny_model_dir, tiny_tokenizer, tiny_embedder,
+                                                   tmp_path, runner):
+    """MoDS: reward scores and k-center embeddings on the workers; its seed fine-tune and the tuned
+    model's answers on the driver."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+    torch.manual_seed(1)
+    rm = BertForSequenceClassification(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                                                  num_attention_heads=2, intermediate_size=64, num_labels=1,
+                                                  pad_token_id=tiny_tokenizer.pad_token_id))
+    rm.save_pretrained(tmp_path / "rm")
+    tiny_tokenizer.save_pretrained(tmp_path / "rm")
+    kw = dict(model=str(tiny_model_dir), device="cpu", embedder=tiny_embedder, use_cache=False, progress=False,
+              reward_model=str(tmp_path / "rm"), alpha=-1e9, beta=1e9, epochs=1, max_new_tokens=4)
+    local = tunesift.select(alpaca_file, "mods", 4, **kw)
+    remote = tunesift.select(alpaca_file, "mods", 4, runner=runner, **kw)
+    assert list(local.selected_indices) == list(remote.selected_indices)
+    for col in ("quality", "answer_reward"):
+        if col in local.table:
+            np.testing.assert_allclose(remote.table[col], local.table[col], rtol=1e-5, atol=1e-6)

@@ -22,8 +22,9 @@ class PairJudge:
     """Scores (question, answer) pairs: a reward model's logit, or the expected rating
     sum_k k * P'(k) over "1".."5" from one forward pass of the run's LM (SelectIT's rating prompt)."""
 
-    def __init__(self, reward_model: str | None = None, max_length: int = 1024):
-        self.reward_model, self.max_length = reward_model, max_length
+    def __init__(self, reward_model: str | None = None, max_length: int = 1024, reward_max_length: int | None = 512):
+        # reward_max_length: the pair's tokens the reward model reads (None: all of it, as MoDS's code)
+        self.reward_model, self.max_length, self.reward_max_length = reward_model, max_length, reward_max_length
         self._rm = None
 
     @property
@@ -34,7 +35,8 @@ class PairJudge:
         if self.reward_model:
             if self._rm is None:
                 self._rm = RewardModel(self.reward_model, device=ctx.device, cache_dir=ctx.cache_dir,
-                                       use_cache=ctx.use_cache, progress=ctx.progress)
+                                       max_length=self.reward_max_length or 1 << 30, use_cache=ctx.use_cache,
+                                       progress=ctx.progress, runner=ctx.runner())
             return self._rm.score(questions, answers)[0]
         texts = [rating_text(RATING_PROMPTS[0], q, a) for q, a in zip(questions, answers)]
         lp, _ = ctx.engine(self.max_length).next_token_logprobs(

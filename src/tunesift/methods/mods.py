@@ -46,7 +46,6 @@ from ..models.generate import generate, prompts_of
 from ..models.loading import resolve_device
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
-from ..signals.reward import RewardModel
 from ._judging import PairJudge, question_text
 from .base import Context, SetMethod, choose, register
 from .faithfulness import Divergence
@@ -137,12 +136,9 @@ class MoDS(SetMethod):
 
     def _reward(self, ctx: Context, questions: list[str], answers: list[str]) -> np.ndarray:
         if getattr(self, "judge_", None) is None:
-            self.judge_ = PairJudge(self.config.reward_model, self.config.max_length)
-            if self.config.reward_model:
-                # PairJudge's reward model cuts pairs at 512 tokens; the code reads them whole
-                self.judge_._rm = RewardModel(self.config.reward_model, device=ctx.device, cache_dir=ctx.cache_dir,
-                                              max_length=self.config.reward_max_length or 1 << 30,
-                                              use_cache=ctx.use_cache, progress=ctx.progress)
+            # the code reads the pair whole (reward_max_length None), where PairJudge cuts at 512
+            self.judge_ = PairJudge(self.config.reward_model, self.config.max_length,
+                                    reward_max_length=self.config.reward_max_length)
         return self.judge_(ctx, questions, answers)
 
     def _thresholds(self) -> tuple[float, float]:
