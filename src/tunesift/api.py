@@ -15,7 +15,8 @@ import pandas as pd
 from . import __version__
 from .data.errors import TunesiftError
 from .data.hf import is_frame, is_hf, read_source, take_rows, to_hf
-from .data.io import Dataset, atomic_path, write_dataset, write_json
+from .data.io import Dataset, atomic_path, write_dataset, write_json, write_records
+from .data.llamafactory import check_target, convert, layout_of, write_dataset_info
 from .methods.base import Context, Method, get_method
 from .models.loading import LoadedLM, cache_root
 from .selectors import Budget
@@ -203,12 +204,18 @@ def _score(data, method, *, model, device, dtype, batch_tokens, max_length, cach
 
 
 def select(data: Any, method: str | Method = "ifd", budget: Any = None, *,
-           output: str | Path | None = None, **kwargs: Any) -> SelectionResult:
+           output: str | Path | None = None, write_format: str | None = None, llamafactory: bool = False,
+           **kwargs: Any) -> SelectionResult:
     """Score, then choose a subset under ``budget``; with ``output``, write the selection (in the
     input's format), ``<stem>.scores.parquet`` and ``<stem>.manifest.json`` beside it.
     ``res.selected_as()`` gives the selection as the input's own type (a ``datasets.Dataset`` or a
-    DataFrame in, the same out), or as ``"datasets"``, ``"pandas"``, ``"records"``."""
+    DataFrame in, the same out), or as ``"datasets"``, ``"pandas"``, ``"records"``.
+    ``write_format``: write the selection converted to ``alpaca``, ``sharegpt`` or ``messages``;
+    ``llamafactory``: also add its entry to the ``dataset_info.json`` beside it (LLaMA-Factory's
+    ``--dataset <stem>``)."""
     t0 = time.perf_counter()
+    if output is not None:
+        check_target(output_paths(output)["data"], write_format, llamafactory)
     if kwargs.get("shard") is not None:
         raise TunesiftError("--shard fills the cache for one slice; `tunesift score --shard i/N` on each, then "
                             "select without --shard to gather")
@@ -247,7 +254,7 @@ def select(data: Any, method: str | Method = "ifd", budget: Any = None, *,
         out.diversity = diversity_report(X, idx, seed=res.context.seed)
     out.manifest = manifest(out)
     if output is not None:
-        out.paths = write_selection(out, output)
+        out.paths = write_selection(out, output, write_format, llamafactory)
     return out
 
 
@@ -268,9 +275,20 @@ def _write_table(table: pd.DataFrame, path: str | Path) -> None:
         table.to_parquet(tmp, index=False)
 
 
-def write_selection(res: SelectionResult, output: str | Path) -> dict[str, str]:
+def write_selection(res: SelectionResult, output: str | Path, write_format: str | None = None,
+                    llamafactory: bool = False) -> dict[str, str]:
     paths = output_paths(output)
-    n = write_dataset(res.dataset, res.selected_indices, paths["data"])
+    idx = sorted(set(int(i) for i in res.selected_indices))
+    lf_layout = (write_format or layout_of(res.dataset.format)) if llamafactory else None   # fail before writing
+    if write_format is None:
+        n = write_dataset(res.dataset, idx, paths["data"])
+        records = [res.dataset.examples[i].raw for i in idx]
+    else:
+        records = [convert(res.dataset.examples[i], write_format, res.dataset.format) for i in idx]
+        write_records(records, paths["data"])
+        n = len(records)
+    if lf_layout is not None:
+        paths["llamafactory"] = write_dataset_info(records, lf_layout, paths["data"])
     _write_table(res.table, paths["scores"])
     res.manifest["outputs"] = {k: str(v) for k, v in paths.items()}
     res.manifest["counts"]["written"] = n
