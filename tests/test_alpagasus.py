@@ -96,14 +96,14 @@ def test_alpagasus_api_prompt_threshold_and_retries(stub, alpaca_file, tmp_path)
 
 
 def test_alpagasus_local_backend_caches_answers(tiny_llama, alpaca_file, tmp_path, monkeypatch):
-    import tunesift.methods.alpagasus as alpagasus
+    import tunesift.signals.generation as generation
     calls = []
-    real = alpagasus.generate
+    real = generation.generate
 
     def counting(lm, prompts, **kw):
         calls.append(len(prompts))
         return real(lm, prompts, **kw)
-    monkeypatch.setattr(alpagasus, "generate", counting)
+    monkeypatch.setattr(generation, "generate", counting)   # what the method's Generator calls
     kw = dict(lm=tiny_llama, cache_dir=str(tmp_path), progress=False, max_tokens=3, parse_retries=1)
     a = tunesift.score(alpaca_file, "alpagasus", **kw)
     assert calls and calls[0] == 8

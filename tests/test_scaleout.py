@@ -284,3 +284,15 @@ def test_mods_with_a_reward_model_equal_in_process(alpaca_file, tiny_model_dir, 
     for col in ("quality", "answer_reward"):
         if col in local.table:
             np.testing.assert_allclose(remote.table[col], local.table[col], rtol=1e-5, atol=1e-6)
+
+
+def test_generation_on_workers_equals_in_process(tiny_model_dir, runner):
+    """Whole batches go to the workers, so greedy answers match token for token."""
+    from tunesift.models.generate import generate
+    from tunesift.models.loading import load_causal_lm
+    from tunesift.signals.generation import Generator
+    lm = load_causal_lm(str(tiny_model_dir), "cpu", "float32")
+    prompts = [f"### Instruction:\n{r['instruction']}\n\n### Response:" for r in MORE[:21]]
+    here = generate(lm, prompts, max_new_tokens=6, batch_size=4)
+    there = Generator(lm, runner, max_new_tokens=6, batch_size=4)(prompts)
+    assert there == here and any(here)

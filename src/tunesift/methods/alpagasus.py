@@ -34,7 +34,7 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset, Example
-from ..models.generate import generate
+from ..signals.generation import Generator
 from ..models.loading import cache_root
 from .base import Context, Method, choose, register
 from .faithfulness import Divergence
@@ -211,8 +211,9 @@ class AlpaGasus(Method):
             out = [cache.get(k) for k in keys]
             miss = [i for i, a in enumerate(out) if a is None]
             if miss:
-                got = generate(lm, [prompts[i] for i in miss], max_new_tokens=cfg.max_tokens, progress=ctx.progress,
-                               add_special_tokens=not chat, temperature=0.0 if attempt == 0 else 0.7, seed=attempt)
+                got = Generator(lm, ctx.runner(), max_new_tokens=cfg.max_tokens, add_special_tokens=not chat,
+                                temperature=0.0 if attempt == 0 else 0.7,
+                                seed=attempt)([prompts[i] for i in miss], progress=ctx.progress)
                 for i, a in zip(miss, got):
                     out[i] = a
                     cache.put(keys[i], a)

@@ -27,7 +27,8 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
-from ..models.generate import generate, prompts_of
+from ..models.generate import prompts_of
+from ..signals.generation import Generator
 from ..selectors.cluster import kmeans
 from ._judging import PairJudge, question_text
 from .base import Context, Method, choose, register
@@ -108,7 +109,7 @@ class IterSelectTune(Method):
             prio = rng.random(n) if w is None else predict_logistic(w, X)
             batch = self._spread(free, labels_c, prio, min(cfg.batch, len(free)))
             prompts, _ = prompts_of(data.subset(batch.tolist()), "alpaca", None)
-            base = generate(lm, prompts, max_new_tokens=cfg.max_new_tokens, progress=ctx.progress)
+            base = Generator(lm, ctx.runner(), max_new_tokens=cfg.max_new_tokens)(prompts, progress=ctx.progress)
             ref = self._judge_scores(ctx, [questions[i] for i in batch], [data.examples[i].response for i in batch])
             gen = self._judge_scores(ctx, [questions[i] for i in batch], base)
             y[batch] = (gen < ref).astype(int)          # the base model's answer is worse: hard

@@ -42,7 +42,8 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
-from ..models.generate import generate, prompts_of
+from ..models.generate import prompts_of
+from ..signals.generation import Generator
 from ..models.loading import resolve_device
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
@@ -184,8 +185,8 @@ class MoDS(SetMethod):
                           progress=ctx.progress)
             exs = [self.data_.examples[i] for i in rest]
             prompts, _ = prompts_of(self.data_.subset(rest.tolist()), "alpaca", None)
-            answers = generate(tr.lm, prompts, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
-                               progress=ctx.progress)
+            answers = Generator(tr.lm, ctx.runner(), max_new_tokens=cfg.max_new_tokens,
+                                num_beams=cfg.num_beams)(prompts, progress=ctx.progress)
             ans_reward = self._reward(ctx, [question_text(e, always_newline=True) for e in exs], answers)
             table["answer_reward"] = np.nan
             table.loc[rest, "answer_reward"] = ans_reward
