@@ -4,7 +4,6 @@ models; with ``workers`` they run as Ray tasks, one device each, each task loadi
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gc
 import json
 import logging
@@ -126,10 +125,12 @@ def _run_parallel(todo: list[Cell], ds: Dataset, specs: list[EvalSpec], config: 
         write_cell(todo[i], rec)   # on arrival: a killed driver loses only the cells still running
         log.info("[%d/%d] %s seed %d %s", done[0], len(todo), todo[i].method, todo[i].seed,
                  "failed" if rec["error"] else f"done in {rec['seconds']:.0f}s")
+    threads = None if device.startswith("cuda") else runner.threads
+
+    def task(cell: Cell) -> dict:    # a function, not a partial: ray.remote takes functions and classes only
+        return _cell_task(cell, ds, specs, config, out, threads)
     try:
-        runner.tasks(functools.partial(_cell_task, ds=ds, specs=specs, config=config, out=out,
-                                       threads=None if device.startswith("cuda") else runner.threads),
-                     todo, arrived)
+        runner.tasks(task, todo, arrived)
     finally:
         runner.close()
 
