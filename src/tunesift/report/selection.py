@@ -324,8 +324,10 @@ def _distribution(t, score, kept, elig, finite, hib, budget) -> str:
                          xlabel="score", markers=markers))
     nan = int((~finite).sum())
     if nan:
-        notes.append(f"{nan:,} example(s) have no score and are not drawn ({int((~finite & kept).sum()):,} of them kept)"
-                     "; a set method scores only its picks, with the gain each added.")
+        unpicked = int((~finite & elig & ~kept).sum())
+        notes.append(f"{nan:,} example(s) have no score and are not drawn: {int((~finite & ~elig).sum()):,} ineligible, "
+                     f"{int((~finite & kept).sum()):,} kept, {unpicked:,} dropped"
+                     + ("; a set method scores only its picks, with the gain each added." if unpicked else "."))
     q = np.percentile(score[finite], [0, 25, 50, 75, 100])
     notes.append("quartiles of the drawn scores: " + " · ".join(f"{v:.4g}" for v in q) +
                  "; values beyond the 0.5–99.5th percentiles are counted in the end bins.")
