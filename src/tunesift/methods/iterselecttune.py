@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
@@ -56,20 +57,11 @@ class IterSelectTuneConfig:
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> np.ndarray:
-    """L2-regularised logistic regression by Newton's method; returns weights with the bias last."""
-    A = np.hstack([X, np.ones((len(X), 1))]).astype(np.float64)
-    w = np.zeros(A.shape[1])
-    reg = l2 * np.eye(A.shape[1])
-    reg[-1, -1] = 0.0                 # no penalty on the bias
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-(A @ w)))
-        g = A.T @ (p - y) + reg @ w
-        H = (A * (p * (1 - p))[:, None]).T @ A + reg
-        step = np.linalg.solve(H + 1e-9 * np.eye(len(w)), g)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
+    """L2-regularised logistic regression (penalty l2/2 |w|^2, none on the bias), scikit-learn's Newton
+    solver to the optimum; returns weights with the bias last."""
+    m = LogisticRegression(C=1 / l2 if l2 > 0 else np.inf, solver="newton-cholesky", tol=1e-10,
+                           max_iter=max(iters, 100)).fit(np.asarray(X, np.float64), y)
+    return np.append(m.coef_[0], m.intercept_[0])
 
 
 def predict_logistic(w: np.ndarray, X: np.ndarray) -> np.ndarray:
