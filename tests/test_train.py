@@ -148,15 +148,22 @@ def test_on_epoch_sees_each_epoch_and_changes_nothing(tiny_llama, alpaca_file):
         assert seen[e][2] == pytest.approx(np.mean([r["lr"] for r in plain.log if r["epoch"] == e]))
 
 
-def test_cosine_schedule(tiny_llama, alpaca_file):
+def test_lr_schedules_are_the_trainers(tiny_llama, alpaca_file):
     ds = read_dataset(alpaca_file)
     res = finetune(tiny_llama, ds, TrainConfig(template="alpaca", epochs=4, batch_size=1, learning_rate=1e-3,
                                                warmup_ratio=0.25, lr_schedule="cosine"), progress=False)
     lrs = [r["lr"] for r in res.log]
     total, warm = len(lrs), int(0.25 * len(lrs))
-    assert lrs[:warm] == pytest.approx([1e-3 * (s + 1) / warm for s in range(warm)])
+    # the Hugging Face Trainer's schedule (transformers.get_scheduler): warm-up from 0, step s at s / warm
+    assert lrs[:warm] == pytest.approx([1e-3 * s / warm for s in range(warm)])
     assert lrs[warm:] == pytest.approx([1e-3 * 0.5 * (1 + np.cos(np.pi * (s - warm) / (total - warm)))
                                         for s in range(warm, total)])
+    lin = finetune(tiny_llama, ds, TrainConfig(template="alpaca", epochs=2, batch_size=1, learning_rate=1e-3,
+                                               warmup_ratio=0.25), progress=False)
+    lrs = [r["lr"] for r in lin.log]
+    total, warm = len(lrs), int(0.25 * len(lrs))
+    assert lrs == pytest.approx([1e-3 * s / warm if s < warm else 1e-3 * (total - s) / (total - warm)
+                                 for s in range(total)])
     with pytest.raises(Exception, match="lr_schedule"):
         TrainConfig(lr_schedule="step").validate()
 

@@ -20,6 +20,9 @@ Design choices, each a common SFT convention made explicit:
   are shuffled with the seed: little padding, still a random order of updates.
 - Right padding and no attention mask: under causal attention padding placed after a sequence
   never reaches it, and padded positions carry no loss.
+- The learning-rate schedule is ``transformers.get_scheduler``'s (the Trainer's, which the official
+  recipes ran): linear warm-up from 0 over ``int(warmup_ratio * steps)`` steps, then linear or cosine
+  decay to 0.
 - LoRA weights are merged into the returned model (``merge_and_unload``), so evaluation runs on a
   plain model through the same fast engine; the adapter itself is saved when ``output_dir`` is set.
 """
@@ -43,7 +46,9 @@ from ..data.io import Dataset, atomic_path
 from ..models.heads import body_and_head, head_logits, head_reproduces_logits
 from ..models.loading import LoadedLM, load_causal_lm
 from ..models.templates import TEMPLATES, render_conversation
+from ..report.svg import line_chart
 from ..signals.batching import pad_id_of
+from ..signals.likelihood import tokenize_targets
 
 log = logging.getLogger("tunesift")
 
@@ -62,7 +67,7 @@ class TrainConfig:
     micro_batch_tokens: int | None = None
     max_length: int = 1024
     warmup_ratio: float = 0.03
-    lr_schedule: str = "linear"       # after warm-up: linear | cosine (HF Trainer's cosine, to 0; the Alpaca recipe's)
+    lr_schedule: str = "linear"       # transformers.get_scheduler's linear | cosine (to 0; cosine is the Alpaca recipe's)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     lora_r: int = 16
@@ -137,7 +142,6 @@ def _fresh_model(model: Any, device: str | None, trust_remote_code: bool) -> Loa
 
 
 def _examples(lm: LoadedLM, data: Dataset, cfg: TrainConfig):
-    from ..signals.likelihood import tokenize_targets
     template = cfg.template
     if template == "auto":
         template = "chat" if getattr(lm.tokenizer, "chat_template", None) else "alpaca"
@@ -233,52 +237,26 @@ def _fingerprint(lm: LoadedLM, data: Dataset, cfg: TrainConfig) -> str:
     return "sft-" + fp.hexdigest()[:24]
 
 
-def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, output_dir: str | Path | None = None,
-             device: str | None = None, trust_remote_code: bool = False, progress: bool = True,
-             on_epoch: Callable[[EpochSnapshot], None] | None = None) -> TrainResult:
-    """Fine-tune ``model`` (a ``LoadedLM``, a path, a hub id, or None for the default model) on ``data``.
-
-    ``on_epoch(snapshot)`` is called before the first step (epoch 0) and after each whole epoch with an
-    ``EpochSnapshot``: methods that measure training dynamics (learning percentage, LESS) score the
-    model there.  It must not change the model or the optimizer; training resumes after it."""
-    import torch
-    from tqdm.auto import tqdm
-
-    cfg = config or TrainConfig()
-    cfg.validate()
-    if len(data) == 0:
-        raise TunesiftError("nothing to train on: the selection is empty")
-    t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    lm = _fresh_model(model, device, trust_remote_code)
-    net = lm.model
-    dev = next(net.parameters()).device
-    if cfg.micro_batch_tokens is None:     # resolved here, so the run's summary records the value used
-        cfg = dataclasses.replace(cfg, micro_batch_tokens=4096 if dev.type == "cuda" else 1024)
-    template, items, skipped = _examples(lm, data, cfg)
-    if not items:
-        raise TunesiftError(f"no example has a response token within max_length={cfg.max_length}")
-    if cfg.packing:
-        perm = rng.permutation(len(items))
-        items = _pack([items[i] for i in perm], cfg.max_length)
-
+def _trainable(net, cfg: TrainConfig):
+    """The network to train: LoRA adapters on ``net`` (PEFT), or ``net`` itself with every weight trainable."""
     if cfg.method == "full":
         net.requires_grad_(True)   # a model that came out of an earlier fine-tune is frozen
     if cfg.method == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model   # heavy: loaded when a LoRA run starts
         targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
         net = get_peft_model(net, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                              target_modules=targets, task_type="CAUSAL_LM"))
     net.train()
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return net
 
-    # Steps: each epoch is the examples in micro-batches, grouped into steps of ~batch_size examples.
+
+def _plan_steps(items, cfg: TrainConfig, rng: np.random.Generator):
+    """Each epoch's examples in micro-batches, grouped into steps of ~batch_size examples: (the steps,
+    the epoch (1, 2, ...) of each step, {index of an epoch's last step: that whole epoch's number})."""
     epochs_full, frac = int(cfg.epochs), cfg.epochs - int(cfg.epochs)
     plan: list[list[list[int]]] = []
-    epoch_ends: dict[int, int] = {}   # index of an epoch's last step -> that (whole) epoch's number
-    step_epoch: list[int] = []        # the epoch (1, 2, ...) each step belongs to
+    epoch_ends: dict[int, int] = {}
+    step_epoch: list[int] = []
     for ep in range(math.ceil(cfg.epochs)):
         mbs = _micro_batches(items, cfg, rng)
         if ep == epochs_full and frac > 0:
@@ -295,21 +273,102 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         if ep < epochs_full and plan:
             epoch_ends[len(plan) - 1] = ep + 1
         step_epoch += [ep + 1] * (len(plan) - len(step_epoch))
-    total = len(plan)
-    warm = int(cfg.warmup_ratio * total)
+    return plan, step_epoch, epoch_ends
 
-    def lr_at(s: int) -> float:   # linear warm-up, then linear (the usual SFT schedule) or cosine decay to 0
-        if s < warm:
-            return cfg.lr * (s + 1) / warm
-        if cfg.lr_schedule == "cosine":
-            return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
-        return cfg.lr * max(0.0, (total - s) / max(1, total - warm))
+
+def _step_loss(net, items, step, w: dict, pad: int, dev, use_bf16: bool, fast_box: list) -> float:
+    """Forward and backward over a step's micro-batches; returns the step's (weighted) loss."""
+    import torch
+    loss_sum = 0.0
+    for mb in step:
+        B, L = len(mb), max(len(items[i][0]) for i in mb)
+        ids = torch.full((B, L), pad, dtype=torch.long)
+        labels = torch.full((B, L), -100, dtype=torch.long)
+        for r, i in enumerate(mb):
+            a, p = items[i]
+            ids[r, :len(a)] = torch.from_numpy(a)
+            labels[r, p] = torch.from_numpy(a[p])
+        ids, labels = ids.to(dev), labels.to(dev)
+        if fast_box[0] is None:
+            fast_box[0] = head_reproduces_logits(net, ids[:1, :64])
+        weight = torch.tensor([w[i] for i in mb], dtype=torch.float32, device=dev)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+            # per-token losses weighted so that the step's loss is an exact mean (``step_weights``)
+            loss = _loss_sum(net, ids, labels, fast_box[0], weight)
+        loss.backward()
+        loss_sum += float(loss.detach())
+    return loss_sum
+
+
+def _finish(net, lm: LoadedLM, cfg: TrainConfig, output_dir: str | Path | None):
+    """The trained network as a plain, frozen model (LoRA merged), saved under ``output_dir`` when set."""
+    net.eval()
+    if cfg.method == "lora":
+        if output_dir is not None:
+            net.save_pretrained(str(Path(output_dir) / "adapter"))
+        net = net.merge_and_unload()
+    elif output_dir is not None:
+        net.save_pretrained(str(Path(output_dir) / "model"))
+        lm.tokenizer.save_pretrained(str(Path(output_dir) / "model"))
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def _write_log(out: Path, res: TrainResult, template: str, base_name: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "training_log.json") as tmp:
+        Path(tmp).write_text(json.dumps({"summary": res.summary(), "template": template, "base_model": base_name,
+                                         "steps": res.log}, indent=1, default=str))
+    with atomic_path(out / "loss.svg") as tmp:
+        Path(tmp).write_text(line_chart({"training loss": [(r["step"], r["loss"]) for r in res.log]},
+                                        title="Training loss", xlabel="step", ylabel="loss"))
+
+
+def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, output_dir: str | Path | None = None,
+             device: str | None = None, trust_remote_code: bool = False, progress: bool = True,
+             on_epoch: Callable[[EpochSnapshot], None] | None = None) -> TrainResult:
+    """Fine-tune ``model`` (a ``LoadedLM``, a path, a hub id, or None for the default model) on ``data``.
+
+    ``on_epoch(snapshot)`` is called before the first step (epoch 0) and after each whole epoch with an
+    ``EpochSnapshot``: methods that measure training dynamics (learning percentage, LESS) score the
+    model there.  It must not change the model or the optimizer; training resumes after it."""
+    import torch   # heavy: torch, tqdm and transformers load when training starts
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    cfg = config or TrainConfig()
+    cfg.validate()
+    if len(data) == 0:
+        raise TunesiftError("nothing to train on: the selection is empty")
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)     # one stream, drawn in order: packing, micro-batches, step weights
+    lm = _fresh_model(model, device, trust_remote_code)
+    dev = next(lm.model.parameters()).device
+    if cfg.micro_batch_tokens is None:     # resolved here, so the run's summary records the value used
+        cfg = dataclasses.replace(cfg, micro_batch_tokens=4096 if dev.type == "cuda" else 1024)
+    template, items, skipped = _examples(lm, data, cfg)
+    if not items:
+        raise TunesiftError(f"no example has a response token within max_length={cfg.max_length}")
+    if cfg.packing:
+        perm = rng.permutation(len(items))
+        items = _pack([items[i] for i in perm], cfg.max_length)
+    net = _trainable(lm.model, cfg)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    plan, step_epoch, epoch_ends = _plan_steps(items, cfg, rng)
+    total = len(plan)
+    # The Hugging Face Trainer's schedule (the official recipes' trainer): linear warm-up from 0 over
+    # int(warmup_ratio * steps) steps, then linear or cosine decay to 0.
+    sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=int(cfg.warmup_ratio * total),
+                          num_training_steps=total)
 
     use_bf16 = cfg.bf16 if cfg.bf16 is not None else (dev.type == "cuda" and torch.cuda.is_bf16_supported())
     pad = pad_id_of(lm.tokenizer)
     history: list[dict] = []
     n_tokens = 0
-    fast = None
+    fast_box = [None]     # whether the LM head alone reproduces the logits: found on the first batch
 
     def at_epoch(epoch: int) -> None:
         if on_epoch is None:
@@ -325,34 +384,17 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, dynamic_ncols=True, leave=False)
     try:
         for s, step in enumerate(plan):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(s)
+            lr = opt.param_groups[0]["lr"]
             step_tokens = sum(len(items[i][1]) for mb in step for i in mb)
             members = [i for mb in step for i in mb]
             w = dict(zip(members, step_weights([len(items[i][1]) for i in members], cfg, rng)))
-            loss_sum = 0.0
-            for mb in step:
-                B, L = len(mb), max(len(items[i][0]) for i in mb)
-                ids = torch.full((B, L), pad, dtype=torch.long)
-                labels = torch.full((B, L), -100, dtype=torch.long)
-                for r, i in enumerate(mb):
-                    a, p = items[i]
-                    ids[r, :len(a)] = torch.from_numpy(a)
-                    labels[r, p] = torch.from_numpy(a[p])
-                ids, labels = ids.to(dev), labels.to(dev)
-                if fast is None:
-                    fast = head_reproduces_logits(net, ids[:1, :64])
-                weight = torch.tensor([w[i] for i in mb], dtype=torch.float32, device=dev)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    # per-token losses weighted so that the step's loss is an exact mean (``step_weights``)
-                    loss = _loss_sum(net, ids, labels, fast, weight)
-                loss.backward()
-                loss_sum += float(loss.detach())
+            loss_sum = _step_loss(net, items, step, w, pad, dev, use_bf16, fast_box)
             gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
             opt.step()
+            sched.step()
             opt.zero_grad(set_to_none=True)
             n_tokens += step_tokens
-            history.append({"step": s + 1, "epoch": step_epoch[s], "loss": loss_sum, "lr": lr_at(s), "grad_norm": gnorm,
+            history.append({"step": s + 1, "epoch": step_epoch[s], "loss": loss_sum, "lr": lr, "grad_norm": gnorm,
                             "tokens": step_tokens, "seconds": time.perf_counter() - t0})
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", refresh=False)
@@ -361,29 +403,12 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     finally:
         bar.close()
 
-    net.eval()
-    if cfg.method == "lora":
-        if output_dir is not None:
-            net.save_pretrained(str(Path(output_dir) / "adapter"))
-        net = net.merge_and_unload()
-    elif output_dir is not None:
-        net.save_pretrained(str(Path(output_dir) / "model"))
-        lm.tokenizer.save_pretrained(str(Path(output_dir) / "model"))
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = _finish(net, lm, cfg, output_dir)
     trained = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", _fingerprint(lm, data, cfg), str(dev), "float32")
     res = TrainResult(trained, cfg, history, examples=len(data) - sum(v for k, v in skipped.items()
                                                                        if k != "truncated_response_kept"),
                       target_tokens=n_tokens, skipped=skipped, seconds=time.perf_counter() - t0,
                       output_dir=str(output_dir) if output_dir is not None else None)
     if output_dir is not None:
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "training_log.json") as tmp:
-            Path(tmp).write_text(json.dumps({"summary": res.summary(), "template": template, "base_model": lm.name,
-                                             "steps": history}, indent=1, default=str))
-        from ..report.svg import line_chart
-        with atomic_path(out / "loss.svg") as tmp:
-            Path(tmp).write_text(line_chart({"training loss": [(r["step"], r["loss"]) for r in history]},
-                                            title="Training loss", xlabel="step", ylabel="loss"))
+        _write_log(Path(output_dir), res, template, lm.name)
     return res
