@@ -247,3 +247,15 @@ def test_the_console_check_sees_errors(tmp_path):
     bad.write_text("<!doctype html><title>x</title><script>console.error('boom')</script>")
     r = _chromium(bad, tmp_path, "--dump-dom")
     assert any("boom" in ln for ln in _console(r.stderr))
+
+
+def test_threshold_budget_is_marked(tmp_path, tiny_llama):
+    res = tunesift.select(_pool(tmp_path / "pool.json"), "ifd", ">=0.99", lm=tiny_llama, use_cache=False,
+                          progress=False)
+    html = report_selection(res, tmp_path / "r.html").read_text()
+    svg = re.search(r'data-chart="scores".*?</svg>', html, re.S).group(0)
+    assert "threshold &gt;= 0.99" in svg and svg.count('class="marker"') >= 1
+    # every kept example passes the threshold, as the page's counts say
+    kept = int(res.table["selected"].sum())
+    assert all(s >= 0.99 for s in res.table.loc[res.table["selected"], "score"])
+    assert f"{kept:,} kept</span>" in html
