@@ -28,7 +28,8 @@ Ties: the code's pandas sort is unstable; tunesift breaks them by input order.
 
 Divergences: the code averages the per-token losses that are not exactly 0 (its way of skipping
 padding; a real token's loss is 0.0 only in an underflow), tunesift averages over the scored tokens;
-the code's k-means is scikit-learn's (seed 42), tunesift's is its own, seeded by the run's seed.
+both run scikit-learn's k-means with its defaults (k-means++, one initialisation), the code seeded
+with 42, tunesift with the run's seed.
 ``n_clusters``: the code takes it as an argument (1,000 for Alpaca's 52k); tunesift's default keeps
 about 50 examples per cluster, up to 1,000.  ``train_method="lora"`` trades fidelity for speed.
 The selector fine-tune is not resumable: a crashed run trains again (the scoring passes are short).

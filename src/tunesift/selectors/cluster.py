@@ -1,37 +1,29 @@
 """k-means cluster sampling and the score-first diversity filter."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 from ..data.errors import TunesiftError
 from .kcenter import _check
 
 
-def kmeans(X: np.ndarray, k: int, seed: int = 0, iters: int = 50, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means with k-means++ seeding; returns (labels, centroids). Deterministic per seed."""
-    X = _check(X).astype(np.float64)
-    N = len(X)
-    k = min(k, N)
-    rng = np.random.default_rng(seed)
-    sq = (X * X).sum(1)
-    C = [X[rng.integers(N)]]
-    d2 = np.maximum(sq - 2 * X @ C[0] + C[0] @ C[0], 0)
-    for _ in range(1, k):
-        p = d2 / d2.sum() if d2.sum() > 0 else np.full(N, 1 / N)
-        c = X[rng.choice(N, p=p)]
-        C.append(c)
-        d2 = np.minimum(d2, np.maximum(sq - 2 * X @ c + c @ c, 0))
-    C = np.stack(C)
-    labels = np.zeros(N, dtype=np.int64)
-    for _ in range(iters):
-        D = sq[:, None] - 2 * X @ C.T + (C * C).sum(1)[None, :]
-        labels = D.argmin(1)
-        newC = np.stack([X[labels == j].mean(0) if (labels == j).any() else C[j] for j in range(k)])
-        shift = np.abs(newC - C).max()
-        C = newC
-        if shift < tol:
-            break
-    return labels, C.astype(np.float32)
+def kmeans(X: np.ndarray, k: int, seed: int = 0, iters: int = 300, init: str = "k-means++",
+           tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's k-means (Lloyd, one initialisation, ``init`` k-means++ or random rows, its
+    relative ``tol``); returns (labels, float32 centroids).  Deterministic per seed.  The one k-means
+    of the package: the cluster-based methods and the IVF index's cells both use it."""
+    X = _check(X)
+    k = min(k, len(X))
+    with warnings.catch_warnings():
+        # fewer distinct points than clusters: some clusters repeat, as before; not worth a warning
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(n_clusters=k, init=init, n_init=1, max_iter=iters, tol=tol, random_state=seed,
+                    algorithm="lloyd").fit(X)
+    return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
 
 
 def proportional_quotas(sizes: np.ndarray, budget: int) -> np.ndarray:

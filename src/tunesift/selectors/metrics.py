@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .submodular import logdet_diversity
+
 
 def _norm(X):
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
@@ -22,7 +24,6 @@ def vendi_score(X: np.ndarray) -> float:
 
 
 def diversity_report(X: np.ndarray, picks: np.ndarray, sample: int = 2000, seed: int = 0) -> dict:
-    from .submodular import logdet_diversity
     rng = np.random.default_rng(seed)
     X = np.asarray(X, np.float32)
 

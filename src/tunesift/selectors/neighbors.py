@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.errors import TunesiftError
+from .cluster import kmeans
 from .kcenter import _check
 
 EXACT_UP_TO = 60_000     # ``index="auto"``: above this many points the exact graph takes minutes
@@ -61,28 +62,16 @@ def _knn_exact(T, off, k: int, metric: str, chunk: int, distances: bool = False)
     return nbr, val
 
 
-def _train_cells(S, n_lists: int, rng, iters: int = 10):
-    """Lloyd's k-means from random points, float32, as faiss trains its coarse quantiser: the
-    cells only have to be compact, and k-means++ seeding cost more than the search here."""
-    import torch
-
-    C = S[torch.from_numpy(np.sort(rng.choice(len(S), size=n_lists, replace=False)))].clone()
-    for _ in range(iters):
-        lab = torch.argmax(S @ C.T - 0.5 * (C * C).sum(1)[None, :], dim=1)
-        cnt = torch.bincount(lab, minlength=n_lists).to(S.dtype)
-        tot = torch.zeros_like(C).index_add_(0, lab, S)
-        keep = cnt > 0                        # an empty cell keeps its old centroid
-        C[keep] = tot[keep] / cnt[keep, None]
-    return C
-
-
 def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int, distances: bool = False):
     import torch
 
     N, dim = T.shape
     rng = np.random.default_rng(seed)
     train = rng.choice(N, size=min(N, max(40 * n_lists, 50_000)), replace=False)
-    Cn = _train_cells(T[torch.from_numpy(np.sort(train))], n_lists, rng)
+    # Cells as faiss trains its coarse quantiser: Lloyd from random points, a few iterations; they only
+    # have to be compact, and k-means++ seeding cost more than the search here.
+    _, C = kmeans(T[torch.from_numpy(np.sort(train))].numpy(), n_lists, seed=seed, iters=10, init="random", tol=0.0)
+    Cn = torch.from_numpy(C)
     csq = (Cn * Cn).sum(1)
     lists = np.empty(N, dtype=np.int64)
     for s in range(0, N, 65536):              # nearest centroid (euclidean) for every point

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..data.errors import TunesiftError
 from .kcenter import _check
+from .neighbors import knn_graph
 
 
 def similarity(X: np.ndarray, Y: np.ndarray | None = None, metric: str = "cosine") -> np.ndarray:
@@ -35,7 +36,6 @@ def knn_similarity(X: np.ndarray, k: int = 20, metric: str = "cosine", chunk: in
     Returns (indptr, rows, vals) of a column-compressed matrix: column a lists the points v that
     count a among their k nearest, with s(v, a).  The neighbours come from ``knn_graph``: exact up
     to 60,000 points, an inverted-file index above (``index``, ``n_lists``, ``n_probe``)."""
-    from .neighbors import knn_graph
 
     nbr, val = knn_graph(X, k=k, metric=metric, index=index, n_lists=n_lists, n_probe=n_probe, seed=seed,
                          chunk=chunk)
