@@ -25,8 +25,8 @@ def test_ivf_cells_from_the_shared_kmeans():
     X = rng.normal(size=(3000, 16)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     exact, _ = knn_graph(X, k=10, index="exact")
-    ivf, _ = knn_graph(X, k=10, index="ivf", n_lists=20, n_probe=4, seed=0)
+    ivf, _ = knn_graph(X, k=10, index="ivf", n_lists=20, n_probe=8, seed=0)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, ivf)])
-    assert recall > 0.6
-    again, _ = knn_graph(X, k=10, index="ivf", n_lists=20, n_probe=4, seed=0)
+    assert recall > 0.65          # 0.74 measured (random 16-d points: the hard case for cells)
+    again, _ = knn_graph(X, k=10, index="ivf", n_lists=20, n_probe=8, seed=0)
     assert (again == ivf).all()          # deterministic per seed
