@@ -3,6 +3,7 @@
     python benchmarks/diversity.py                 # 1,000,000 x 384, k-center 10,000 (the issue's target)
     python benchmarks/diversity.py --n 200000 --k 2000 --quick
     python benchmarks/diversity.py --device cuda   # k-center as the plain greedy on the GPU
+    python benchmarks/diversity.py --knn-compare --n 200000   # the k-NN graph: torch IVF vs faiss
     PYTHONPATH=/tmp/apr:/tmp/sml python benchmarks/diversity.py --compare 10000   # vs apricot-select, submodlib
 
 Data: synthetic embeddings shaped like sentence embeddings (unit vectors in 384-d drawn around
@@ -60,7 +61,11 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="cuda: time the torch k-center on the GPU instead")
     ap.add_argument("--compare", type=int, default=0, help="N: compare facility location (k = N/10) with "
                     "apricot-select's and submodlib's lazy greedy on the same precomputed kernels (where importable)")
+    ap.add_argument("--knn-compare", action="store_true", help="k-NN graph (k=20) with tunesift's torch IVF "
+                    "and with faiss's IndexIVFFlat (where installed): build time, recall@20, peak memory")
     args = ap.parse_args()
+    if args.knn_compare:
+        return knn_compare(args.n, args.d, args.uniform)
     if args.compare:
         return compare_libraries(args.compare, args.d)
     if args.device:
@@ -123,6 +128,38 @@ def main() -> None:
     t = time.perf_counter()
     dpp_greedy(X[:50_000], 1000)
     print(f"DPP greedy: 1,000 of {min(args.n, 50_000):,} in {time.perf_counter() - t:.1f}s, peak RSS {peak_gb():.2f} GiB")
+
+
+def _knn_child(n: int, d: int, uniform: bool, index: str, conn) -> None:
+    X = embeddings(n, d, uniform)
+    base = peak_gb()
+    t = time.perf_counter()
+    nbr, _ = knn_graph(X, k=20, index=index)
+    took = time.perf_counter() - t
+    qs = np.random.default_rng(5).choice(n, 1000, replace=False)
+    recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(nbr[qs], exact_neighbours(X, qs, 20))])
+    conn.send((took, recall, peak_gb() - base))
+
+
+def knn_compare(n: int, d: int, uniform: bool) -> None:
+    """Each index in a fresh process, so that peak memory is its own (above the data's)."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    for index in ("ivf", "faiss"):
+        if index == "faiss":
+            try:
+                import faiss  # noqa: F401
+            except ImportError:
+                print("faiss: not installed (pip install faiss-cpu)")
+                continue
+        a, b = ctx.Pipe()
+        p = ctx.Process(target=_knn_child, args=(n, d, uniform, index, b))
+        p.start()
+        took, recall, mem = a.recv()
+        p.join()
+        print(f"k-NN graph (k=20, cosine, {index}) on {n:,} x {d} {'uniform' if uniform else 'clustered'}: "
+              f"{took:.1f}s, recall@20 {recall:.4f} (1,000 random points vs exact), peak RSS above the data "
+              f"{mem:.2f} GiB")
 
 
 def csc(nbr: np.ndarray, vals: np.ndarray):

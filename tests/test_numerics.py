@@ -30,3 +30,15 @@ def test_ivf_cells_from_the_shared_kmeans():
     assert recall > 0.65          # 0.74 measured (random 16-d points: the hard case for cells)
     again, _ = knn_graph(X, k=10, index="ivf", n_lists=20, n_probe=8, seed=0)
     assert (again == ivf).all()          # deterministic per seed
+
+
+def test_faiss_index_probing_every_cell_is_exact():
+    import pytest
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(800, 12)).astype(np.float32)
+    for metric in ("cosine", "euclidean"):
+        exact, ev = knn_graph(X, k=5, metric=metric, index="exact")
+        got, gv = knn_graph(X, k=5, metric=metric, index="faiss", n_lists=8, n_probe=8)
+        assert (got[:, 0] == np.arange(800)).all()
+        np.testing.assert_allclose(np.sort(gv, 1), np.sort(ev, 1), atol=1e-5)   # the same neighbours' similarities

@@ -5,7 +5,9 @@ two cores.  The inverted-file (IVF) index, as in faiss's IndexIVFFlat, clusters 
 ``n_lists`` cells by k-means and compares each cell's points only with the points of the cells
 nearest to it (up to a quota of ``n_probe`` average cells' worth): about N * n_probe * N / n_lists
 products instead of N^2.  It is approximate; ``benchmarks/diversity.py`` prints its recall against
-the exact graph.
+the exact graph.  ``index="faiss"`` builds the same kind of index with faiss (``IndexIVFFlat``, cells
+trained on the same sample) where faiss-cpu is installed (``tunesift[faiss]``);
+``benchmarks/diversity.py --knn-compare`` measures both (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -111,12 +113,48 @@ def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int,
     return nbr, val
 
 
+def _faiss():
+    try:
+        import faiss   # optional extra (tunesift[faiss]); only index="faiss" imports it
+    except ImportError:
+        raise TunesiftError('index="faiss" needs faiss-cpu: pip install "tunesift[faiss]"') from None
+    return faiss
+
+
+def _knn_faiss(T, k: int, metric: str, n_lists: int, n_probe: int, seed: int, distances: bool = False):
+    """faiss's IndexIVFFlat (inner product on the rows ``_prepare`` gave, or L2): ``n_lists`` cells
+    trained on a sample as ours are, ``n_probe`` nearest cells searched per query."""
+    faiss = _faiss()
+    X = T.numpy()
+    N, dim = X.shape
+    quant = faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
+    index = faiss.IndexIVFFlat(quant, dim, n_lists,
+                               faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2)
+    index.cp.seed = seed
+    rng = np.random.default_rng(seed)
+    train = np.sort(rng.choice(N, size=min(N, max(40 * n_lists, 50_000)), replace=False))
+    index.train(np.ascontiguousarray(X[train]))
+    index.add(X)
+    index.nprobe = n_probe
+    score, nbr = index.search(X, k)
+    miss = nbr < 0                      # fewer candidates than k in the probed cells: repeat the last found
+    if miss.any():
+        for j in range(1, k):
+            nbr[:, j] = np.where(miss[:, j], nbr[:, j - 1], nbr[:, j])
+            score[:, j] = np.where(miss[:, j], 0.0 if not distances else score[:, j - 1], score[:, j])
+    if metric == "cosine":
+        return nbr.astype(np.int64), score.astype(np.float32)
+    import torch
+    val = _to_similarity(T, torch.arange(N), nbr, None, metric, dim, distances).numpy()
+    return nbr.astype(np.int64), val.astype(np.float32)
+
+
 def knn_graph(X: np.ndarray, k: int = 20, metric: str = "cosine", index: str = "auto", n_lists: int | None = None,
               n_probe: int = 8, seed: int = 0, chunk: int = 1024,
               distances: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each point's ``k`` most similar points (itself included) and the similarities: (N x k ids,
     N x k values).  ``metric``: cosine, or submodlib's exp(-||x - y|| / dim).  ``index``: exact, ivf,
-    or auto (exact up to 60,000 points).  IVF: ``n_lists`` cells (default sqrt(N)); each cell's points
+    faiss (faiss's IVF index, its ``n_probe`` counted in cells), or auto (exact up to 60,000 points).  IVF: ``n_lists`` cells (default sqrt(N)); each cell's points
     are compared with the nearest cells holding ``n_probe`` average cells' worth of points;
     deterministic per ``seed``.  ``distances`` (euclidean only): return ||x - y|| instead of the kernel."""
     import torch
@@ -124,8 +162,8 @@ def knn_graph(X: np.ndarray, k: int = 20, metric: str = "cosine", index: str = "
     X = _check(X)
     N = len(X)
     k = min(k, N)
-    if index not in ("auto", "exact", "ivf"):
-        raise TunesiftError("index must be auto, exact or ivf")
+    if index not in ("auto", "exact", "ivf", "faiss"):
+        raise TunesiftError("index must be auto, exact, ivf or faiss")
     if distances and metric != "euclidean":
         raise TunesiftError("distances=True needs metric='euclidean'")
     T, off = _prepare(X, metric)
@@ -133,4 +171,6 @@ def knn_graph(X: np.ndarray, k: int = 20, metric: str = "cosine", index: str = "
         if index == "exact" or (index == "auto" and N <= EXACT_UP_TO):
             return _knn_exact(T, off, k, metric, chunk, distances)
         n_lists = int(n_lists or max(1, round(np.sqrt(N))))
+        if index == "faiss":
+            return _knn_faiss(T, k, metric, min(n_lists, N), n_probe, seed, distances)
         return _knn_ivf(T, off, k, metric, min(n_lists, N), n_probe, seed, distances)
