@@ -438,7 +438,7 @@ def train(data: Path = typer.Argument(..., help="Training data (any format tunes
 
 
 @app.command()
-@takes("limit", "device", "on_error", "quiet")
+@takes("limit", "device", "on_error", "quiet", "workers", "ray_address", "threads")
 def bench(pool: Path = typer.Argument(..., help="The pool every method selects from."),
           output: Path = typer.Option(..., "--output", "-o", help="Bench folder: cells/ (the cache) and "
                                       "leaderboard.{md,csv,html}. Rerun the same command to resume."),
@@ -475,6 +475,9 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
         tunesift bench pool.json --preset small-cpu --methods ifd,superfiltering,perplexity --eval-root shared/data/eval -o runs/bench
 
         tunesift bench pool.json --methods ifd,kcenter -b 5% -e alpaca_eval_nll:200 -e mmlu:500 --eval-root eval/ --seeds 3 -o runs/b2
+
+    With --workers N the cells (method x seed) run in parallel as Ray tasks, one GPU (or
+    --threads-per-worker CPUs) each; each cell file is written as it ends.
     """
     _setup(opts.quiet)
     limit, device, on_error, quiet = opts.limit, opts.device, opts.on_error, opts.quiet
@@ -499,7 +502,8 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
             include_random=not no_random, include_full=not no_full, include_base=not no_base,
             full_seeds=full_seeds or base.get("full_seeds"), template=template, device=device,
             judge_reward_model=judge_reward_model, judge_model=judge_model,
-            method_params=mparams, train=_train_config(setting, None, base.get("train")))
+            method_params=mparams, train=_train_config(setting, None, base.get("train")),
+            workers=opts.workers, ray_address=opts.ray_address, threads_per_worker=opts.threads)
         ds = read_dataset(pool, on_error=on_error, limit=limit or base.get("pool_limit"))
         table = run_bench(ds, cfg, output, progress=not quiet and sys.stderr.isatty())
         Console().print((output / "leaderboard.md").read_text(), markup=False, highlight=False)
