@@ -8,6 +8,12 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Every Ray cluster the tests start (they bind every interface: Ray 2.x) takes one token, set before
+# Ray is first imported so that heads, workers and drivers all read the same one; a ~/.ray/auth_token
+# left by an earlier local ray.init() cannot disagree with it.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN"] = os.urandom(16).hex()
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not SHARED.exists():  # CI lays shared/ beside the clone
     SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

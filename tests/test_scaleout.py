@@ -38,14 +38,14 @@ def _free_port() -> int:
 def cluster(tmp_path_factory):
     """A Ray head on 127.0.0.1 with 4 logical CPUs (two workers of the module's runner, two for a test's own), started with the `ray` CLI as a user would, stopped at the end."""
     port = _free_port()
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    # the head and every driver share the token conftest sets (Ray's servers listen on every interface)
     cmd = [str(RAY_BIN), "start", "--head", f"--port={port}", "--num-cpus=4", "--num-gpus=0",
            "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"]
-    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=180)
+    subprocess.run(cmd, check=True, env=dict(os.environ), capture_output=True, timeout=180)
     yield f"127.0.0.1:{port}"
     if ray.is_initialized():
         ray.shutdown()
-    subprocess.run([str(RAY_BIN), "stop", "--force"], env=env, capture_output=True, timeout=120)
+    subprocess.run([str(RAY_BIN), "stop", "--force"], env=dict(os.environ), capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +296,12 @@ def test_generation_on_workers_equals_in_process(tiny_model_dir, runner):
     here = generate(lm, prompts, max_new_tokens=6, batch_size=4)
     there = Generator(lm, runner, max_new_tokens=6, batch_size=4)(prompts)
     assert there == here and any(here)
+
+
+def test_large_gathers_are_memory_mapped(tmp_path):
+    from tunesift.signals.batching import gathered
+    small = gathered(10, 4, tmp_path)
+    big = gathered(1000, 64, tmp_path, limit_bytes=1000)
+    assert not isinstance(small, np.memmap) and isinstance(big, np.memmap)
+    big[999] = 1.5
+    assert big.sum() == 64 * 1.5 and not list(tmp_path.iterdir())   # the file is already unlinked

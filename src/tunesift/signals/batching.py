@@ -2,6 +2,9 @@
 longest-first into token-budget batches (padded tokens = rows x longest row)."""
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -59,3 +62,19 @@ def right_padded(seqs: Sequence[np.ndarray], pad_id: int) -> np.ndarray:
     for r, x in enumerate(seqs):
         ids[r, :len(x)] = x
     return ids
+
+
+def gathered(n: int, width: int, where: str | os.PathLike | None = None, dtype=np.float32,
+             limit_bytes: int = 2 << 30) -> np.ndarray:
+    """A zeroed [n, width] array for per-example vectors gathered on the driver.  Above
+    ``limit_bytes`` it is memory-mapped from an unlinked file in ``where`` (the cache root; a temp
+    directory without one), so a 10M-row pool's embeddings need not fit in RAM."""
+    if n * width * np.dtype(dtype).itemsize <= limit_bytes:
+        return np.zeros((n, width), dtype=dtype)
+    d = Path(where) if where is not None else Path(tempfile.gettempdir())
+    d.mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="gathered-", suffix=".npy", dir=d)
+    os.close(fd)
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n, width))
+    os.unlink(path)   # the mapping stays valid; the file goes when the array does
+    return arr

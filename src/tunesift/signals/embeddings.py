@@ -20,6 +20,7 @@ import numpy as np
 from ..data.errors import TunesiftError
 from ..data.io import Example
 from ..models.loading import INSTALL_DEFAULT_MODELS, cache_root, model_fingerprint, resolve_device
+from .batching import gathered
 from .cache import ShardCache
 from .distributed import Recipe, Runner, run_units, units_of
 from .pooled_states import PooledStates
@@ -88,6 +89,9 @@ class Embedder:
         # encoders), mean where it declares nothing
         declared = pooling_config(path) if encoder is None and Path(path).is_dir() else None
         self.pooling = parse_pooling(pooling) if pooling else (declared or ("mean",))
+        if len(self.pooling) > 1:   # encode's arrays are hidden_size wide
+            raise TunesiftError(f"{path}: concatenated pooling ({'+'.join(self.pooling)}) is not supported; "
+                                "pass pooling= one mode")
         self.model.to(self.device).eval()
         self.name = model or DEFAULT_EMBEDDER
         self.batch_size, self.max_length, self.normalize, self.progress = batch_size, max_length, normalize, progress
@@ -118,19 +122,20 @@ class Embedder:
 
     def encode(self, texts: Sequence[str], desc: str = "embedding") -> np.ndarray:
         keys = [hashlib.blake2b(t.encode("utf-8"), digest_size=20).digest() for t in texts]
-        out: list[np.ndarray | None] = [None] * len(texts)
+        out = gathered(len(texts), self.model.config.hidden_size,
+                       self.cache.dir.parent.parent if self.cache is not None else None)
+        filled = np.zeros(len(texts), dtype=bool)
         if self.cache is not None:
             self.cache.load()
             for i, k in enumerate(keys):
                 hit = self.cache.get(k)
                 if hit is not None:
-                    out[i] = np.asarray(hit[0], dtype=np.float32)
-        todo = sorted((i for i, v in enumerate(out) if v is None), key=lambda i: -len(texts[i]))
+                    out[i], filled[i] = hit[0], True
+        todo = sorted(np.flatnonzero(~filled).tolist(), key=lambda i: -len(texts[i]))
         if self.runner is not None and self.runner.part is not None:
-            dim = self.model.config.hidden_size
             for i in [i for i in todo if not self.runner.owns(keys[i])]:
-                out[i] = np.full(dim, np.nan, np.float32)   # another --shard slice's
-            todo = [i for i in todo if out[i] is None]
+                out[i] = np.nan   # another --shard slice's
+            todo = [i for i in todo if self.runner.owns(keys[i])]
         batches = [todo[s:s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
         units = units_of(batches, {i: self.max_length for i in todo}, 4 * self.batch_size * self.max_length)
         bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
@@ -151,7 +156,7 @@ class Embedder:
             bar.close()
             if self.cache is not None:
                 self.cache.flush()
-        return np.stack(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+        return out
 
 
 class LMEmbedder(PooledStates):

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..models.loading import cache_root
-from .batching import cached_split, pad_id_of, right_padded, token_batches
+from .batching import cached_split, gathered, pad_id_of, right_padded, token_batches
 from .cache import ShardCache
 from .distributed import Recipe, Runner, run_units, units_of
 from .progress import progress_bar
@@ -91,7 +91,7 @@ class PooledStates:
     def encode_ids(self, ids: Sequence[np.ndarray], desc: str = "hidden states") -> np.ndarray:
         """Pooled vectors [N, hidden] for each token-id sequence (each at least one token)."""
         ids = [np.asarray(x, dtype=np.int64) for x in ids]
-        out = np.zeros((len(ids), self._hidden_size()), dtype=np.float32)
+        out = gathered(len(ids), self._hidden_size(), self.cache.dir.parent.parent if self.cache else None)
         keys, todo = cached_split(self.cache, len(ids), lambda i: ShardCache.key(ids[i].tobytes()), out,
                                   self.runner)
         lens = [len(x) for x in ids]
