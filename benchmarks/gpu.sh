@@ -24,3 +24,11 @@ run lik_135m_compiled --random-init smollm2-135m --n 9229 --batch-tokens 131072 
 run lik_1.7b_compiled --random-init llama-1.7b --n 4000 --batch-tokens 65536 --reference-seconds 0 --compile on
 run lik_1.7b_eager_131k --random-init llama-1.7b --n 4000 --batch-tokens 131072 --reference-seconds 0
 [ -z "$RUN_DIVERSITY" ] || python3 benchmarks/diversity.py --device cuda 2>&1 | tee "$OUT/diversity.txt"
+# Scale-out (issue 14): one Ray GPU worker vs the in-process engine (target ratio >= 0.95).  Needs Ray
+# (pip install "ray>=2.9") and the converted default model in .gpu/model:
+#   mkdir -p .gpu/model && cp -r ~/.cache/tunesift/models/smollm2-135m-instruct-*/. .gpu/model/
+if [ -d .gpu/model ]; then
+  echo "== scaleout_1gpu"
+  timeout 240 python3 benchmarks/scaleout.py speed --n 2000 --workers 1 --device cuda --dtype bfloat16 \
+    --model .gpu/model 2>&1 | grep -v Warning | tee "$OUT/scaleout_1gpu.txt"
+fi
