@@ -70,3 +70,27 @@ def test_config_flags_follow_sentence_transformers_defaults(tmp_path):
     assert parse_pooling("mean+cls") == ("cls", "mean")
     with pytest.raises(Exception, match="pooling"):
         parse_pooling("first")
+
+
+def test_concatenated_pooling_is_refused_clearly(tmp_path, tiny_tokenizer):
+    d = _save_encoder(tmp_path / "cat-enc", tiny_tokenizer, {"pooling_mode_cls_token": True})   # + mean by default
+    with pytest.raises(Exception, match="concatenated"):
+        Embedder(str(d), device="cpu", progress=False, use_cache=False)
+
+
+@pytest.mark.parametrize("mode", ["max", "mean_sqrt_len", "weightedmean", "lasttoken"])
+def test_every_mode_matches_its_rule_per_example(tmp_path, tiny_tokenizer, mode):
+    """Padded batch vs each text alone, by sentence-transformers' rule for the mode (Pooling.forward)."""
+    from transformers import AutoModel
+    d = _save_encoder(tmp_path / "enc", tiny_tokenizer, None)
+    got = Embedder(str(d), device="cpu", progress=False, use_cache=False, pooling=mode, normalize=False).encode(TEXTS)
+    m = AutoModel.from_pretrained(d).eval()
+    for t, row in zip(TEXTS, got):
+        with torch.no_grad():
+            h = m(**tiny_tokenizer([t], return_tensors="pt")).last_hidden_state[0]
+        n = h.shape[0]
+        want = {"max": lambda: h.max(0).values,
+                "mean_sqrt_len": lambda: h.sum(0) / n ** 0.5,
+                "weightedmean": lambda: (h * torch.arange(1, n + 1)[:, None]).sum(0) / (n * (n + 1) / 2),
+                "lasttoken": lambda: h[-1]}[mode]()
+        np.testing.assert_allclose(row, want.numpy(), atol=1e-5)
