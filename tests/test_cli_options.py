@@ -37,11 +37,14 @@ def test_readme_common_options_table_is_true():
     text = README.read_text()
     table = text[text.index("| option |"):].split("\n\n")[0].splitlines()[2:]
     assert table
+    others = [c for c in typer.main.get_command(cli.app).commands if c not in ("score", "select")]
     for row in table:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        flag = re.search(r"--[a-z-]+", cells[0]).group(0)
-        for name in re.findall(r"`(\w+)`", cells[-1]):
-            assert flag in _flags(name), (flag, name)
+        listed = set(re.findall(r"`(\w+)`", cells[-1]))
+        for flag in re.findall(r"--[a-z-]+", cells[0]):
+            assert flag in _flags("score") and flag in _flags("select"), flag
+            # exactly the commands that take it: none missing, none claimed
+            assert {c for c in others if flag in _flags(c)} == listed, (flag, listed)
 
 
 def test_select_to_and_llamafactory_from_the_cli(tiny_model_dir, alpaca_file, tmp_path):
