@@ -50,6 +50,8 @@ def test_save_to_disk_folder_and_hf_loader(tmp_path, tiny_model_dir):
                             str(tiny_model_dir), "--no-cache", "-q"])
     assert r.exit_code == 0, r.output
     assert len(out.read_text().splitlines()) == 3
+    r = runner.invoke(app, ["inspect", str(d), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output[r.output.index("{"):])["examples"] == len(ALPACA)
     # hf:ID goes through datasets.load_dataset; a local folder of data files stands in for the hub here
     files = tmp_path / "hubcopy"
     files.mkdir()
