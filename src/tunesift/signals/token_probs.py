@@ -1,0 +1,71 @@
+"""Teacher-forced probability of every ground-truth response token, per (prompt, response) pair.
+
+The likelihood engine returns summed NLL per rendering; a rule that is not a function of that sum
+(DELIFT's ||1 - p||_2 / sqrt(T)) needs each token's probability.  Layout follows DELIFT's
+``get_icl_utility_kernel_no_vllm.py`` (tokenize_and_pad): prompt and response are tokenised apart
+without special tokens and joined as prompt + [EOS] + response + [EOS]; the response tokens and the
+final EOS are the targets.  Batches are packed longest-first by padded tokens (``token_batches``).
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+
+from ..models.loading import LoadedLM
+from .batching import pad_id_of, right_padded, token_batches
+
+
+def pair_ids(tokenizer, prompts: Sequence[str], responses: Sequence[str], max_length: int):
+    """(ids, first target position) per pair, cut at ``max_length`` tokens."""
+    eos = tokenizer.eos_token_id
+    cache: dict[str, list[int]] = {}
+
+    def enc(s: str) -> list[int]:
+        if s not in cache:
+            cache[s] = tokenizer(s, add_special_tokens=False)["input_ids"]
+        return cache[s]
+
+    out = []
+    for p, r in zip(prompts, responses):
+        a = enc(p) + [eos]
+        ids = np.asarray((a + enc(r) + [eos])[:max_length], dtype=np.int64)
+        out.append((ids, len(a)))
+    return out
+
+
+def ground_truth_probs(lm: LoadedLM, prompts: Sequence[str], responses: Sequence[str], max_length: int = 2048,
+                       batch_tokens: int = 16384, stats: dict | None = None) -> list[np.ndarray]:
+    """p(y_t | prompt, y_<t) for each target token of each pair (empty when all were cut)."""
+    import torch
+
+    items = pair_ids(lm.tokenizer, prompts, responses, max_length)
+    lengths = [len(ids) for ids, _ in items]
+    out: list[np.ndarray] = [np.zeros(0)] * len(items)
+    todo = [i for i, (ids, start) in enumerate(items) if len(ids) > start]
+    model = lm.model
+    dev = next(model.parameters()).device
+    pad = pad_id_of(lm.tokenizer)
+    t0, n_pass = time.perf_counter(), 0
+    with torch.no_grad():
+        for b in token_batches(lengths, todo, max(batch_tokens, max_length)):
+            # right padding only follows real tokens under the causal mask: no attention mask needed
+            ids = torch.from_numpy(right_padded([items[i][0] for i in b], pad)).to(dev)
+            logits = model(input_ids=ids, use_cache=False).logits
+            for r, i in enumerate(b):
+                seq, start = items[i]
+                pos = torch.arange(start, len(seq), device=dev)
+                # softmax only at the scored positions: the whole [rows, len, vocab] in float32 is large
+                logp = torch.log_softmax(logits[r, pos - 1].float(), -1)
+                out[i] = logp.gather(-1, ids[r, pos, None])[:, 0].exp().double().cpu().numpy()
+            n_pass += len(b)
+    if stats is not None:
+        stats["passes"] = stats.get("passes", 0) + n_pass
+        stats["seconds"] = stats.get("seconds", 0.0) + time.perf_counter() - t0
+    return out
+
+
+def prob_distance(p: np.ndarray) -> float:
+    """DELIFT's d: ||p - 1||_2 / sqrt(T) over the T target tokens (0 when none, as the code does)."""
+    return float(np.linalg.norm(p - 1.0) / np.sqrt(len(p))) if len(p) else 0.0
