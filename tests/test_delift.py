@@ -105,9 +105,14 @@ def test_knn_restriction(tiny_llama, tiny_embedder, alpaca_file):
     assert (small.kernel_ == 0).sum() >= 5 * 3          # unscored pairs sit at the minimum
 
 
-def test_default_budget_is_30_percent(tiny_llama, alpaca_file, tmp_path):
+def test_default_budget_is_30_percent_floored(tiny_llama, alpaca_file, tmp_path):
     r = tunesift.select(alpaca_file, "delift", None, lm=tiny_llama, progress=False, cache_dir=tmp_path / "c")
-    assert len(r.selected_indices) == round(0.3 * len(r.table))
+    assert len(r.selected_indices) == int(0.3 * len(r.table))
+    # subset_fl.py: int(0.3 * n); at n = 5 that is 1 where rounding would give 2
+    d = Delift()
+    d.kernel_ = np.random.default_rng(0).random((5, 5))
+    table = pd.DataFrame({"score": np.nan, "eligible": np.ones(5, bool), "reason": ""})
+    assert len(d.select(table, Budget.parse(Delift.default_budget), None)) == 1
 
 
 @pytest.mark.slow

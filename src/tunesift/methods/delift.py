@@ -127,6 +127,10 @@ class Delift(SetMethod):
                    official="get_icl_utility_kernel_no_vllm.py:120-123,148: the batch length omits the two EOS, "
                             "so the longest pair of each batch of 32 loses its last two targets",
                    default="ours", parameter="(none: every target up to max_length is kept)"),
+        Divergence(topic="fractional budget",
+                   official="subset_selection/subset_fl.py:24: budget=int(k * n), floor (other tunesift methods "
+                            "round a fraction)",
+                   default="official", parameter="(a count budget, -b N, gives any other size)"),
         Divergence(topic="k-nearest-neighbour restriction",
                    official="get_icl_utility_kernel_no_vllm.py:253: every j for every i (n^2 passes)",
                    default="official", parameter="neighbors=K (ours: only each i's K nearest j by the run's "
@@ -162,7 +166,10 @@ class Delift(SetMethod):
         return _minmax(U) if self.config.scaling == "min-max" else U
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
-        k = min(self.budget_count(budget, len(table)), len(table))
+        n = len(table)
+        # subset_fl.py's budget is int(k * n) (floor); tunesift's fractions round
+        k = int(budget.value * n) if budget.kind == "fraction" else self.budget_count(budget, n)
+        k = min(k, n)
         cfg = self.config
         if cfg.target:
             picks, gains = flmi(self.side_.T, k, eta=cfg.eta, return_gains=True)
