@@ -73,7 +73,9 @@ def memory(args) -> None:
     words = ["alpha", "river", "stone", "cloud", "green", "seven", "north", "light", "quick", "table"]
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.train_from_iterator([" ".join(words)] * 50, trainers.BpeTrainer(
+    preamble = ("Below is an instruction that describes a task. Write a response that appropriately completes "
+                "the request.\n\n### Instruction:\n\n\n### Response:")   # the Alpaca prompt, so it packs
+    tk.train_from_iterator([" ".join(words), preamble] * 50, trainers.BpeTrainer(
         vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     torch.manual_seed(0)
@@ -92,7 +94,8 @@ def memory(args) -> None:
     print(f"{args.n:,} examples written to {path} ({path.stat().st_size / 1e6:.0f} MB)")
     t = time.perf_counter()
     res = tunesift.score(path, "perplexity", model=str(tmp / "model"), device="cpu", progress=False, workers=2,
-                         threads_per_worker=1, cache_dir=str(tmp / "cache"), max_length=64)
+                         threads_per_worker=1, cache_dir=str(tmp / "cache"), max_length=128)
+    assert res.table["eligible"].all(), res.summary
     wall = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     st = next(iter(res.context.engine_stats().values()))
