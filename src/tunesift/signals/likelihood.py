@@ -10,13 +10,14 @@ Why it is fast:
 - tokens after the last target are never fed; ``use_cache=False``; ``torch.inference_mode``;
 - results are cached content-addressed on disk (``ShardCache``), so repeated or resumed runs cost
   nothing for finished work.
+
+Tokenisation of targets lives in ``tokenize`` (shared with training and gradients), the result
+types in ``results``; this module keeps the engine: scheduling, caching and the forward kernels.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from itertools import chain
 from typing import Sequence
 
 import numpy as np
@@ -30,123 +31,11 @@ from .batching import pad_id_of, right_padded
 from .cache import ShardCache
 from .distributed import Recipe, Runner, run_units, units_of
 from .progress import progress_bar
+from .results import EngineStats, NLLResult
+from .tokenize import _encode, _Prepared, tokenize_targets  # noqa: F401  (tokenize_targets, _encode: re-exported)
 
 log = logging.getLogger("tunesift")
 ENGINE_VERSION = "1"
-
-
-@dataclass
-class NLLResult:
-    sum_nll: np.ndarray      # float64, summed over scored target tokens
-    n_tokens: np.ndarray     # int, target tokens scored
-    n_target: np.ndarray     # int, target tokens before truncation
-    truncated: np.ndarray    # bool, some target tokens fell beyond max_length
-
-    @property
-    def mean_nll(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.n_tokens > 0, self.sum_nll / np.maximum(self.n_tokens, 1), np.nan)
-
-    @property
-    def ppl(self) -> np.ndarray:
-        return np.exp(self.mean_nll)
-
-    def grouped(self, groups: np.ndarray, n: int) -> "NLLResult":
-        """Sum several renderings per example (e.g. one per assistant turn)."""
-        return NLLResult(np.bincount(groups, self.sum_nll, n), np.bincount(groups, self.n_tokens, n).astype(int),
-                         np.bincount(groups, self.n_target, n).astype(int),
-                         np.bincount(groups, self.truncated.astype(int), n) > 0)
-
-
-@dataclass
-class _Prepared:
-    ids: np.ndarray          # token ids up to and including the last scored target
-    pos: np.ndarray          # positions of scored target tokens (each >= 1)
-    n_target: int
-    truncated: bool
-
-
-@dataclass
-class EngineStats:
-    requests: int = 0
-    cached: int = 0
-    computed: int = 0
-    batches: int = 0
-    tokens: int = 0          # tokens fed to the model (padding excluded)
-    padded_tokens: int = 0   # tokens fed including padding
-    target_tokens: int = 0   # positions the LM head scored
-    seconds: float = 0.0
-    prepare_seconds: float = 0.0   # host side: tokenisation and target location, in all
-    prepare_wait_seconds: float = 0.0   # the part of it that scoring waited for (not overlapped)
-    other_slice: int = 0     # requests left to other --shard slices
-
-
-def tokenize_targets(tokenizer, requests: Sequence[Rendered], max_length: int,
-                     max_target_tokens: Sequence[int | None] | None = None) -> list[_Prepared]:
-    """Token ids and target positions of each rendering: the one rule shared by scoring and training.
-
-    A target token is one that starts inside a target span (special tokens, s == e, never count).
-    A token straddling the span's start (':"' in '### Response:"Hi"') stays context: the same tokens
-    the authors' scripts label by counting the prefix's own tokens.  Ids are cut after the last
-    target kept within ``max_length``; ``truncated`` says whether targets were lost."""
-    out: list[_Prepared | None] = [None] * len(requests)
-    for flag in (True, False):
-        idx = [i for i, r in enumerate(requests) if r.add_special_tokens == flag]
-        if not idx:
-            continue
-        ids_list, offs_list = _encode(tokenizer, [requests[i].text for i in idx], flag)
-        lens = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=len(idx))
-        starts = np.concatenate([[0], np.cumsum(lens)])
-        flat_ids = np.fromiter(chain.from_iterable(ids_list), dtype=np.int64, count=int(starts[-1]))
-        flat_offs = np.fromiter(chain.from_iterable(chain.from_iterable(offs_list)), dtype=np.int64,
-                                count=2 * int(starts[-1])).reshape(-1, 2)
-        s, e = flat_offs[:, 0], flat_offs[:, 1]
-        # target mask for all texts at once; requests with several spans add theirs in a loop
-        owner = np.repeat(np.arange(len(idx)), lens)
-        first = np.array([requests[i].spans[0] if requests[i].spans else (0, 0) for i in idx],
-                         dtype=np.int64).reshape(-1, 2)
-        mask = (e > s) & (s >= first[owner, 0]) & (s < first[owner, 1])
-        for j, i in enumerate(idx):
-            if len(requests[i].spans) > 1:
-                a0, a1 = starts[j], starts[j + 1]
-                for a, b in requests[i].spans[1:]:
-                    mask[a0:a1] |= (e[a0:a1] > s[a0:a1]) & (s[a0:a1] >= a) & (s[a0:a1] < b)
-        mask[starts[:-1][lens > 0]] = False     # position 0 of each text has no prediction
-        hits = np.flatnonzero(mask)
-        cuts = np.searchsorted(hits, starts)
-        for j, i in enumerate(idx):
-            pos = hits[cuts[j]:cuts[j + 1]] - starts[j]
-            n_target = len(pos)
-            cap = max_target_tokens[i] if max_target_tokens is not None else None
-            if cap is not None:
-                pos, n_target = pos[:cap], min(n_target, cap)
-            kept = pos[pos < max_length]
-            end = int(kept[-1]) + 1 if len(kept) else 0
-            out[i] = _Prepared(flat_ids[starts[j]:starts[j] + end], kept, n_target, len(kept) < n_target)
-    return out  # type: ignore[return-value]
-
-
-def _encode(tokenizer, texts: list[str], add_special_tokens: bool):
-    """(ids, offsets) lists per text.  For a plain fast tokenizer, straight from the Rust backend: the
-    Python wrapper's per-text conversion to dicts of lists took half the host time of scoring
-    (0.49 of 0.97 s per 4,000 Alpaca renderings).  Anything the wrapper would change (truncation or
-    padding left set on the backend, special-token splitting, a subclass's own encoding) takes the
-    wrapper's path, whose output is the same by construction."""
-    backend = getattr(tokenizer, "_tokenizer", None)
-    try:
-        from transformers import PreTrainedTokenizerFast
-        plain = (backend is not None and type(tokenizer)._encode_plus is PreTrainedTokenizerFast._encode_plus
-                 and backend.truncation is None and backend.padding is None
-                 and bool(getattr(backend, "encode_special_tokens", False))
-                 == bool(getattr(tokenizer, "split_special_tokens", False)))
-    except Exception:  # noqa: BLE001 - an unfamiliar tokenizer: the wrapper
-        plain = False
-    if plain:
-        encs = backend.encode_batch(texts, add_special_tokens=add_special_tokens)
-        return [x.ids for x in encs], [x.offsets for x in encs]
-    enc = tokenizer(texts, add_special_tokens=add_special_tokens, return_offsets_mapping=True,
-                    return_attention_mask=False)
-    return enc["input_ids"], enc["offset_mapping"]
 
 
 def _attention_backends(lm: LoadedLM):

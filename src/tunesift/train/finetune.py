@@ -48,7 +48,7 @@ from ..models.loading import LoadedLM, load_causal_lm
 from ..models.templates import TEMPLATES, render_conversation
 from ..report.svg import line_chart
 from ..signals.batching import pad_id_of
-from ..signals.likelihood import tokenize_targets
+from ..signals.tokenize import tokenize_targets
 
 log = logging.getLogger("tunesift")
 
