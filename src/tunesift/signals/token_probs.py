@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..models.heads import body_and_head, head_logits, head_reproduces_logits
 from ..models.loading import LoadedLM
 from .batching import pad_id_of, right_padded, token_batches
 
@@ -48,17 +49,25 @@ def ground_truth_probs(lm: LoadedLM, prompts: Sequence[str], responses: Sequence
     dev = next(model.parameters()).device
     pad = pad_id_of(lm.tokenizer)
     t0, n_pass = time.perf_counter(), 0
+    body, head, cap = body_and_head(model)
+    fast = None
     with torch.no_grad():
         for b in token_batches(lengths, todo, max(batch_tokens, max_length)):
             # right padding only follows real tokens under the causal mask: no attention mask needed
             ids = torch.from_numpy(right_padded([items[i][0] for i in b], pad)).to(dev)
-            logits = model(input_ids=ids, use_cache=False).logits
-            for r, i in enumerate(b):
-                seq, start = items[i]
-                pos = torch.arange(start, len(seq), device=dev)
-                # softmax only at the scored positions: the whole [rows, len, vocab] in float32 is large
-                logp = torch.log_softmax(logits[r, pos - 1].float(), -1)
-                out[i] = logp.gather(-1, ids[r, pos, None])[:, 0].exp().double().cpu().numpy()
+            if fast is None:
+                fast = head is not None and head_reproduces_logits(model, ids[:1, :64])
+            rows = torch.from_numpy(np.repeat(np.arange(len(b)), [len(items[i][0]) - items[i][1] for i in b])).to(dev)
+            cols = torch.from_numpy(np.concatenate([np.arange(items[i][1], len(items[i][0])) for i in b])).to(dev)
+            # the vocabulary-wide head only where a target is predicted (the costliest layer per position)
+            if fast:
+                logits = head_logits(head, body(input_ids=ids, use_cache=False)[0][rows, cols - 1], cap)
+            else:
+                logits = model(input_ids=ids, use_cache=False).logits[rows, cols - 1].float()
+            p = torch.log_softmax(logits, -1).gather(-1, ids[rows, cols, None])[:, 0].exp().double().cpu().numpy()
+            cuts = np.cumsum([len(items[i][0]) - items[i][1] for i in b])[:-1]
+            for i, part in zip(b, np.split(p, cuts)):
+                out[i] = part
             n_pass += len(b)
     if stats is not None:
         stats["passes"] = stats.get("passes", 0) + n_pass
