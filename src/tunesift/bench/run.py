@@ -116,7 +116,7 @@ def _cell_task(cell: Cell, ds: Dataset, specs: list[EvalSpec], config: BenchConf
 
 def _run_parallel(todo: list[Cell], ds: Dataset, specs: list[EvalSpec], config: BenchConfig, out: Path) -> None:
     device = config.device if config.device not in (None, "auto") else resolve_device(None)
-    runner = RayRunner(workers=config.workers, address=config.ray_address, device=device,
+    runner = RayRunner(workers=config.workers or None, address=config.ray_address, device=device,
                        threads=config.threads_per_worker)
     done = [0]
 
