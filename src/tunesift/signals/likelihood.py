@@ -149,6 +149,7 @@ class LikelihoodEngine:
                         ratios.append(len(p.ids) / len(requests[i].text))
                     if len(p.pos) == 0:
                         skipped += 1
+                        prep[i] = None   # done with: a pass holds token ids only for work still to do
                         continue
                     if self.cache is not None:
                         keys[i] = ShardCache.key(p.ids.astype(np.int64).tobytes(), p.pos.astype(np.int64).tobytes())
@@ -157,11 +158,13 @@ class LikelihoodEngine:
                             result.sum_nll[i] = hit[0]
                             self.stats.cached += 1
                             skipped += 1
+                            prep[i] = keys[i] = None
                             continue
                     if self.runner is not None and not self.runner.owns(keys[i]):
                         result.sum_nll[i] = np.nan   # another slice's: --shard computes its own only
                         self.stats.other_slice += 1
                         skipped += 1
+                        prep[i] = keys[i] = None
                         continue
                     pool.append(i)
                 self.stats.requests += len(part)
@@ -179,6 +182,9 @@ class LikelihoodEngine:
                     pool = []
                 if batches:
                     self._run(prep, batches, keys, result.sum_nll, bar)
+                    for b in batches:   # scored and cached: a 10M-row pass never holds every row's ids
+                        for i in b:
+                            prep[i] = keys[i] = None
         finally:
             bar.close()
         self.stats.seconds += time.perf_counter() - t0
