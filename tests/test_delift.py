@@ -12,6 +12,7 @@ from tunesift.data import read_dataset
 from tunesift.methods.base import Context
 from tunesift.methods.delift import Delift, utility_kernel
 from tunesift.selectors import Budget
+from tunesift.selectors.submodular import flmi_saturated
 
 
 def official_distance(model, tok, prompt, response):
@@ -81,13 +82,19 @@ def test_selection_against_naive_greedy():
     def fl(A):
         return S[:, A].max(1).sum() if A else 0.0
 
-    def flmi(A):   # submodlib FLQMI, eta = 1: queries covered by A, plus each pick's best query
-        return Q[A].max(0).sum() + Q[A].max(1).sum() if A else 0.0
+    def flmi(A):   # submodlib FacilityLocationMutualInformation (FL1MI), eta = 1
+        return sum(min(max(S[i, j] for j in A), Q[i].max()) for i in range(n)) if A else 0.0
 
     def flcg(A):   # submodlib FLCG, nu = 1: coverage beyond what the existing set gives
         return np.maximum(S[:, A].max(1) - Q.max(1), 0).sum() if A else 0.0
 
     assert run() == naive_greedy(fl, n, k)
+    # the FL2MI variant (selectors.flmi) picks differently here: the objective matters
+    assert naive_greedy(flmi, n, k) != naive_greedy(lambda A: Q[A].max(0).sum() + Q[A].max(1).sum() if A else 0.0,
+                                                    n, k)
+    eta = 0.7
+    capped = lambda A: sum(min(max(S[i, j] for j in A), eta * Q[i].max()) for i in range(n)) if A else 0.0  # noqa: E731
+    assert list(flmi_saturated(S, Q, k, eta=eta)) == naive_greedy(capped, n, k)
     assert run(target="t") == naive_greedy(flmi, n, k)
     assert run(existing="e") == naive_greedy(flcg, n, k)
 

@@ -15,8 +15,9 @@ Fine-Tuning" (ICLR 2025, arXiv 2411.04425); official code github.com/agarwalishi
 2. U_ij = d(i | zero-shot) - d(i | example j), for every j including j = i (as the code does),
    min-max scaled over the whole matrix to [0, 1].
 3. Lazy greedy to 30% of the pool (``int(0.3 n)`` in the code): facility location
-   sum_i max_{j in A} U_ij (default); with ``target=FILE`` facility-location mutual information over
-   the kernel of target examples as shots for pool examples (eta = 1); with ``existing=FILE``
+   sum_i max_{j in A} U_ij (default); with ``target=FILE`` submodlib's facility-location mutual
+   information (FL1MI) sum_i min(max_{j in A} U_ij, eta max_q P_iq), P the kernel of target examples
+   as shots for pool examples (eta = 1; not the FL2MI variant ``selectors.flmi``); with ``existing=FILE``
    facility-location conditional gain against the kernel of existing examples as shots for pool
    examples (nu = 1).  Each kernel is min-max scaled on its own, as subset_fl.py does.
 
@@ -42,7 +43,7 @@ import pandas as pd
 from ..data.errors import TunesiftError
 from ..data.io import Dataset, read_dataset
 from ..selectors import Budget
-from ..selectors.submodular import facility_location, flcg, flmi, similarity
+from ..selectors.submodular import facility_location, flcg, flmi_saturated, similarity
 from ..signals.token_probs import ground_truth_probs, prob_distance
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
@@ -58,7 +59,7 @@ class DeliftConfig:
     target: str | None = None      # FLMI with this target set (the code's benchmark case)
     existing: str | None = None    # FLCG against this existing data (the code's new-version case)
     neighbors: int = 0             # 0: every j (official); K: only each i's K nearest j (ours)
-    eta: float = 1.0               # FLMI's magnificationEta (submodlib default)
+    eta: float = 1.0               # FL1MI's magnificationEta (submodlib default)
     nu: float = 1.0                # FLCG's privacyHardness (submodlib default)
     max_length: int = 2048         # tokenize_and_pad's max_length
     scaling: str = "min-max"       # min-max (official) | none
@@ -172,7 +173,7 @@ class Delift(SetMethod):
         k = min(k, n)
         cfg = self.config
         if cfg.target:
-            picks, gains = flmi(self.side_.T, k, eta=cfg.eta, return_gains=True)
+            picks, gains = flmi_saturated(self.kernel_, self.side_, k, eta=cfg.eta, return_gains=True)
         elif cfg.existing:
             picks, gains = flcg(self.kernel_, self.side_, k, nu=cfg.nu, return_gains=True)
         else:

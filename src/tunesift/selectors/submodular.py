@@ -119,6 +119,17 @@ def flmi(S_qv: np.ndarray, k: int, eta: float = 1.0, return_gains: bool = False)
     return facility_location(S_qv, k, modular=eta * np.maximum(S_qv.max(axis=0), 0), return_gains=return_gains)
 
 
+def flmi_saturated(S: np.ndarray, S_query: np.ndarray, k: int, eta: float = 1.0, return_gains: bool = False):
+    """Facility-location mutual information FL1MI (submodlib's FacilityLocationMutualInformation, the
+    one DELIFT calls): I(A; Q) = sum_{i in V} min(max_{j in A} s_ij, eta * max_{q in Q} s_iq).
+    ``S``: N x N, ``S_query``: N x |Q|.  min(max_j s_ij, c_i) = max_j min(s_ij, c_i), so it is facility
+    location over the kernel capped row by row at what the query set gives (gains clipped at 0, as
+    submodlib's memoised coverage starts at 0)."""
+    cap = eta * np.asarray(S_query, dtype=np.float64).max(axis=1)
+    return facility_location(np.minimum(np.asarray(S, dtype=np.float64), cap[:, None]), k,
+                             return_gains=return_gains)
+
+
 def flcg(S: np.ndarray, S_private: np.ndarray, k: int, nu: float = 1.0, return_gains: bool = False):
     """Facility-location conditional gain away from a private set P (PRISM's FLCG):
     f(A | P) = sum_{i in V} max(max_{j in A} s_ij - nu * max_{p in P} s_ip, 0).  ``S``: N x N,
