@@ -17,3 +17,7 @@ def test_every_declared_divergence_is_well_formed():
     for cls in available_methods().values():
         for d in cls.faithfulness:
             assert isinstance(d, Divergence) and d.topic and d.official, (cls.name, d)
+
+
+def test_every_method_says_what_it_costs():
+    assert all(cls.cost for cls in available_methods().values())

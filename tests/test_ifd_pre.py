@@ -114,6 +114,7 @@ def test_cli_on_the_default_model(tmp_path, shared_data):
     out = tmp_path / "sel.jsonl"
     exe = Path(sys.executable).with_name("tunesift")
     r = subprocess.run([str(exe), "select", str(f), "-m", "ifd-pre", "-b", "4", "-o", str(out),
-                        "--cache-dir", str(tmp_path / "c"), "-p", "epochs=1"], capture_output=True, text=True)
+                        "--cache-dir", str(tmp_path / "c"), "-p", "epochs=1", "-p", "per_cluster=4",
+                        "--max-length", "256"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(out.read_text().splitlines()) == 4

@@ -212,6 +212,8 @@ def methods(as_json: bool = typer.Option(False, "--json", help="Machine-readable
         c.print(f"[bold cyan]{i['name']}[/]  {i['paper']} [dim]({i['venue']})[/]")
         c.print(f"    {i['summary']}")
         c.print(f"    needs: {', '.join(i['needs']) or 'nothing'}   default budget: {i['default_budget']}")
+        if i.get("cost"):
+            c.print(f"    cost: {i['cost']}")
         c.print("    parameters: " + ", ".join(f"{k}={v!r}" for k, v in i["parameters"].items()))
         if i["code"]:
             c.print(f"    code: {i['code']}")

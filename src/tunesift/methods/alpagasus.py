@@ -125,6 +125,7 @@ class _AnswerCache:
 @register
 class AlpaGasus(Method):
     name = "alpagasus"
+    cost = "1 generated grade per example (local model or 1 API call), re-asked when unparsed"
     Config = AlpaGasusConfig
     paper = "AlpaGasus: Training a Better Alpaca with Fewer Data"
     venue = "ICLR 2024"

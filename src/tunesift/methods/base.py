@@ -140,6 +140,7 @@ class Method:
     # Where the default differs from the official code or the paper, and how to get the other rule
     # (rendered into docs/faithfulness.md).
     faithfulness: ClassVar[tuple[Divergence, ...]] = ()
+    cost: ClassVar[str] = ""       # what a run costs per example (passes, fine-tunes, API calls): `tunesift methods`
 
     def __init__(self, config: Any = None, **params: Any):
         if config is not None and params:
@@ -168,6 +169,7 @@ class Method:
     def describe(cls) -> dict:
         return {"name": cls.name, "paper": cls.paper, "venue": cls.venue, "code": cls.code,
                 "needs": list(cls.needs), "summary": cls.summary, "default_budget": cls.default_budget,
+                "cost": cls.cost,
                 "parameters": {f.name: f.default for f in dataclasses.fields(cls.Config)}
                 if dataclasses.is_dataclass(cls.Config) else {}}
 

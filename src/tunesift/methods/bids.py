@@ -63,6 +63,7 @@ def task_utility(Z: np.ndarray, tasks: np.ndarray, how: str) -> tuple[list[str],
 @register
 class BIDS(SetMethod):
     name = "bids"
+    cost = "as LESS: a LoRA warm-up + 4 per-example gradients"
     Config = BIDSConfig
     paper = ("Improving Influence-based Instruction Tuning Data Selection for Balanced Learning of Diverse "
              "Capabilities (BIDS)")

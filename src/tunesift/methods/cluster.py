@@ -33,6 +33,7 @@ class ClusterConfig:
 @register
 class Cluster(SetMethod):
     name = "cluster"
+    cost = "1 sentence embedding per example; k-means"
     Config = ClusterConfig
     paper = "Maybe Only 0.5% Data is Needed: A Preliminary Exploration of Low Training Data Instruction Tuning"
     venue = "arXiv 2023"

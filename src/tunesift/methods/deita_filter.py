@@ -71,6 +71,7 @@ def deita_conversation(e: Example) -> str:
 @register
 class DeitaFilter(SetMethod):
     name = "deita-filter"
+    cost = "the score method's cost + 1 embedding per example"
     Config = DeitaFilterConfig
     paper = "What Makes Good Data for Alignment? (DEITA) - score-first diversity filter"
     venue = "ICLR 2024"

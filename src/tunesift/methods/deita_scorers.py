@@ -102,6 +102,7 @@ def turns_of(e: Example, which: str) -> list[tuple[str, str]]:
 @register
 class DeitaScorers(Method):
     name = "deita-scorers"
+    cost = "2 rating passes (complexity, quality) per turn"
     Config = DeitaScorersConfig
     paper = "What Makes Good Data for Alignment? (DEITA) - EVOL complexity and quality scorers"
     venue = "ICLR 2024"

@@ -110,6 +110,7 @@ def knn_shots(X: np.ndarray, k: int) -> np.ndarray:
 @register
 class Delift(SetMethod):
     name = "delift"
+    cost = "n + n^2 LM passes (n + n*K with neighbors=K)"
     Config = DeliftConfig
     paper = "DELIFT: Data Efficient Language model Instruction Fine-Tuning"
     venue = "ICLR 2025"

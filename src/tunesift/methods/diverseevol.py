@@ -83,6 +83,7 @@ def whiten(X: np.ndarray, n: int) -> np.ndarray:
 @register
 class DiverseEvol(SetMethod):
     name = "diverseevol"
+    cost = "per round (10): a fine-tune on the chosen set + 1 LM embedding per example"
     Config = DiverseEvolConfig
     paper = "Self-Evolved Diverse Data Sampling for Efficient Instruction Tuning"
     venue = "arXiv 2023"

@@ -36,6 +36,7 @@ class DPPConfig:
 @register
 class DPP(SetMethod):
     name = "dpp"
+    cost = "1 sentence embedding per example (+ the quality method's cost)"
     Config = DPPConfig
     paper = "Diversity Measurement and Subset Selection for Instruction Tuning Datasets"
     venue = "arXiv 2024"

@@ -63,6 +63,7 @@ class G2ISConfig(InfluenceConfig):
 @register
 class G2IS(SetMethod):
     name = "g2is"
+    cost = "as LESS: a LoRA warm-up + 4 per-example gradients; a k-NN graph walk"
     Config = G2ISConfig
     paper = "Beyond Similarity: A Gradient-based Graph Method for Instruction Tuning Data Selection (G2IS)"
     venue = "ACL 2025"

@@ -45,6 +45,7 @@ def prompt_groups(data: Dataset) -> np.ndarray:
 @register
 class Grape(Method):
     name = "grape"
+    cost = "1 LM pass per candidate response"
     Config = GrapeConfig
     paper = "The Best Instruction-Tuning Data are Those That Fit"
     venue = "arXiv 2025"

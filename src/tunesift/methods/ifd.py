@@ -111,6 +111,7 @@ def near_threshold(values: list[np.ndarray], threshold: float, band: float, ctx:
 @register
 class IFD(Method):
     name = "ifd"
+    cost = "2 LM passes per example (prompt + response, response alone)"
     Config = IFDConfig
     paper = "From Quantity to Quality: Boosting LLM Performance with Self-Guided Data Selection for Instruction Tuning"
     venue = "NAACL 2024"

@@ -121,6 +121,7 @@ def instruction_prompts(data: Dataset, template: str, tokenizer, turns: str) -> 
 @register
 class IFDPre(IFD):
     name = "ifd-pre"
+    cost = "1 prompt pass + 1 LM embedding per example, a short fine-tune on ~1k examples, then 2 LM passes per example"
     Config = IFDPreConfig
     code = "https://github.com/MingLiiii/Cherry_LLM (V1: pre_experience_*.sh, data_by_cluster.py)"
     summary = ("Cherry V1: prompt perplexity + mean embeddings from the base model, k-means, each cluster's "

@@ -113,6 +113,7 @@ def fit_rule(indicators: pd.DataFrame, losses: np.ndarray, columns: list[str] | 
 @register
 class InstructionMining(Method):
     name = "instruction-mining"
+    cost = "1 rating or reward pass + 1 LM pass + 1 sentence embedding per example"
     Config = InstructionMiningConfig
     paper = "Instruction Mining: Instruction Data Selection for Tuning Large Language Models"
     venue = "COLM 2024"

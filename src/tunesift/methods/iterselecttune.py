@@ -71,6 +71,7 @@ def predict_logistic(w: np.ndarray, X: np.ndarray) -> np.ndarray:
 @register
 class IterSelectTune(Method):
     name = "iterselecttune"
+    cost = "per round: generation + 2 judge passes for a batch; 1 sentence embedding per example"
     Config = IterSelectTuneConfig
     paper = "IterSelectTune: An Iterative Training Framework for Efficient Instruction-Tuning Data Selection"
     venue = "arXiv 2024"

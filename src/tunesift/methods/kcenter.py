@@ -37,6 +37,7 @@ class KCenterConfig:
 @register
 class KCenter(SetMethod):
     name = "kcenter"
+    cost = "1 sentence embedding per example; k-center over the pool"
     Config = KCenterConfig
     paper = "k-center greedy (MoDS 2023; DiverseEvol 2023)"
     venue = "arXiv 2023"

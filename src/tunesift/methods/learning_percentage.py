@@ -90,6 +90,7 @@ def embed_text(e) -> str:
 @register
 class LearningPercentage(Method):
     name = "learning-percentage"
+    cost = "a 3-epoch full fine-tune on the whole pool + 4 LM passes per example"
     Config = LearningPercentageConfig
     paper = "Smaller Language Models are capable of selecting Instruction-Tuning Training Data for Larger Language Models"
     venue = "ACL 2024 Findings"

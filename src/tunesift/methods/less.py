@@ -61,6 +61,7 @@ class LESSConfig(InfluenceConfig):
 @register
 class LESS(Method):
     name = "less"
+    cost = "a 4-epoch LoRA warm-up on 5% + 1 per-example gradient (forward + backward) per checkpoint (4)"
     Config = LESSConfig
     paper = "LESS: Selecting Influential Data for Targeted Instruction Tuning"
     venue = "ICML 2024"

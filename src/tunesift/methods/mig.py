@@ -131,6 +131,7 @@ def _number(e, field: str, data: Dataset) -> float:
 @register
 class MIG(SetMethod):
     name = "mig"
+    cost = "1 embedding per distinct label; no model pass per example"
     Config = MIGConfig
     paper = "MIG: Automatic Data Selection for Instruction Tuning by Maximizing Information Gain in Semantic Space"
     venue = "Findings of ACL 2025"

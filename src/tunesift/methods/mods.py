@@ -102,6 +102,7 @@ def seed_batch_size(n_seed: int, batch_size: int | None) -> int:
 @register
 class MoDS(SetMethod):
     name = "mods"
+    cost = "1 reward (or rating) pass + 1 embedding per example; 1 fine-tune on the seed set; generation + 1 reward pass per remaining example"
     Config = MoDSConfig
     paper = "MoDS: Model-oriented Data Selection for Instruction Tuning"
     venue = "arXiv 2023"

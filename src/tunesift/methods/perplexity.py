@@ -32,6 +32,7 @@ class PerplexityConfig:
 @register
 class Perplexity(Method):
     name = "perplexity"
+    cost = "1 LM pass per example"
     Config = PerplexityConfig
     paper = "Response perplexity baseline (e.g. Marion et al. 2023, 'When Less is More')"
     venue = "baseline"

@@ -48,6 +48,7 @@ class QDITConfig:
 @register
 class QDIT(SetMethod):
     name = "qdit"
+    cost = "the quality method's cost + 1 sentence embedding per example"
     Config = QDITConfig
     paper = "Data Diversity Matters for Robust Instruction Tuning"
     venue = "Findings of EMNLP 2024"

@@ -18,6 +18,7 @@ class RandomConfig:
 @register
 class Random(Method):
     name = "random"
+    cost = "nothing"
     Config = RandomConfig
     paper = "Uniform random sample (baseline)"
     venue = "baseline"

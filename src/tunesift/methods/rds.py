@@ -100,6 +100,7 @@ def round_robin(S: np.ndarray, k: int) -> np.ndarray:
 @register
 class RDS(Method):
     name = "rds"
+    cost = "1 LM hidden-state pass per example and per target example"
     Config = RDSConfig
     paper = "Large-Scale Data Selection for Instruction Tuning (RDS+)"
     venue = "arXiv 2025"

@@ -82,6 +82,7 @@ def window_sample(order: np.ndarray, labels: np.ndarray, k: int, window: int) ->
 @register
 class RECOST(SetMethod):
     name = "recost"
+    cost = "2 LM passes per example (with and without retrieved knowledge) + retrieval embeddings"
     Config = RECOSTConfig
     paper = "RECOST: External Knowledge Guided Data-efficient Instruction Tuning"
     venue = "Findings of ACL 2024"

@@ -40,6 +40,7 @@ class RewardScoreConfig:
 @register
 class RewardScore(Method):
     name = "reward-score"
+    cost = "1 reward (or rating) pass per example"
     Config = RewardScoreConfig
     paper = "Reward-model score of (instruction, response) as a quality filter (MoDS's quality stage)"
     venue = "baseline"

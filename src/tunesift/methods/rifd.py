@@ -70,6 +70,7 @@ def reverse_rendering(instruction: str, inp: str, response: str, template: str) 
 @register
 class RIFD(Method):
     name = "rifd"
+    cost = "4 LM passes per example"
     Config = RIFDConfig
     paper = "Selective Reflection-Tuning: Student-Selected Data Recycling for LLM Instruction-Tuning"
     venue = "Findings of ACL 2024"

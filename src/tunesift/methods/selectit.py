@@ -102,6 +102,7 @@ def instruction_text(e) -> str:
 @register
 class SelectIT(Method):
     name = "selectit"
+    cost = "k rating passes (5 prompts) per example and model"
     Config = SelectITConfig
     paper = "SelectIT: Selective Instruction Tuning via Uncertainty-Aware Self-Reflection"
     venue = "NeurIPS 2024"

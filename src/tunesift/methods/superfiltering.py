@@ -45,6 +45,7 @@ class SuperfilteringConfig(IFDConfig):
 @register
 class Superfiltering(IFD):
     name = "superfiltering"
+    cost = "2 passes of a small LM per example"
     Config = SuperfilteringConfig
     paper = "Superfiltering: Weak-to-Strong Data Filtering for Fast Instruction-Tuning"
     venue = "ACL 2024"

@@ -65,6 +65,7 @@ def tokenizer_limit(emb: Embedder) -> int:
 @register
 class SuperfilteringD(SetMethod):
     name = "superfiltering-d"
+    cost = "2 small-LM passes + 1 sentence embedding per example"
     Config = SuperfilteringDConfig
     paper = "Superfiltering: Weak-to-Strong Data Filtering for Fast Instruction-Tuning (diversity variant)"
     venue = "ACL 2024"

@@ -36,7 +36,7 @@ RESPONSE_TAGS = {"alpaca": "### Response:", "vicuna": "ASSISTANT:", "plain": ""}
 TEMPLATES = ("alpaca", "plain", "vicuna", "chat")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)   # one per example and pass: no per-instance __dict__
 class Rendered:
     text: str
     spans: tuple[tuple[int, int], ...]

@@ -145,7 +145,7 @@ class LikelihoodEngine:
                 for i, p in zip(idx.tolist(), part):
                     prep[i] = p
                     result.n_tokens[i], result.n_target[i], result.truncated[i] = len(p.pos), p.n_target, p.truncated
-                    if len(requests[i].text) >= 32:
+                    if len(requests[i].text) >= 32 and len(ratios) < 65536:   # a sample is enough
                         ratios.append(len(p.ids) / len(requests[i].text))
                     if len(p.pos) == 0:
                         skipped += 1
