@@ -305,3 +305,13 @@ def test_large_gathers_are_memory_mapped(tmp_path):
     assert not isinstance(small, np.memmap) and isinstance(big, np.memmap)
     big[999] = 1.5
     assert big.sum() == 64 * 1.5 and not list(tmp_path.iterdir())   # the file is already unlinked
+
+
+def test_small_passes_are_cut_into_enough_units():
+    from tunesift.signals.distributed import units_of
+    lengths = {i: 100 - i for i in range(40)}
+    batches = [list(range(0, 20)), list(range(20, 40))]        # two big batches, longest first
+    units = units_of(batches, lengths, 10**9, parts=8)
+    assert len(units) >= 8
+    assert sorted(i for u in units for b in u for i in b) == list(range(40))   # every row once
+    assert units_of(batches, lengths, 10**9) == [batches]       # in process: untouched

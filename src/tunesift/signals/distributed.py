@@ -116,6 +116,11 @@ class Runner:
     def lm_source(self, lm: LoadedLM, fresh: bool = False) -> LMSource | None:
         return None
 
+    @property
+    def parts(self) -> int:
+        """How many units a pass should at least be cut into (in process: no cutting)."""
+        return 1
+
     def map(self, recipe: Recipe, local: Any, units: list, on_result: Callable[[int, Any], None]) -> None:
         for u, unit in enumerate(units):
             on_result(u, local.run_unit(unit))
@@ -134,8 +139,24 @@ def run_units(runner: Runner | None, recipe: Callable[[], Recipe], local: Any, u
         runner.map(recipe(), local, units, on_result)
 
 
-def units_of(batches: list[list[int]], lengths, unit_tokens: int) -> list[list[list[int]]]:
-    """Consecutive batches grouped until a unit holds ``unit_tokens`` padded tokens."""
+def parts_of(runner: "Runner | None") -> int:
+    return runner.parts if runner is not None else 1
+
+
+def units_of(batches: list[list[int]], lengths, unit_tokens: int, parts: int = 1) -> list[list[list[int]]]:
+    """Consecutive batches grouped until a unit holds ``unit_tokens`` padded tokens.  With ``parts``
+    (4 x the workers), a pass too small to give every worker several units has its batches cut
+    smaller first: a dynamic queue balances only what it can split, and one worker finishing a
+    last long batch while the others wait cost more than the smaller batches do."""
+    total = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    if parts > 1 and len(batches) < parts:
+        target = max(1, total // parts)
+        small = []
+        for b in batches:
+            rows = max(1, target // max(lengths[i] for i in b))   # a batch is longest first
+            small += [b[a:a + rows] for a in range(0, len(b), rows)]
+        return [[b] for b in small]   # one batch a unit: as many units as can be had
+    unit_tokens = min(unit_tokens, max(1, -(-total // parts)))
     units, cur, tok = [], [], 0
     for b in batches:
         cur.append(b)
@@ -265,6 +286,10 @@ class RayRunner(Runner):
         if key not in self._refs:
             self._refs[key] = _ray().put(lm)
         return LMSource(ref=self._refs[key], dtype=lm.dtype)
+
+    @property
+    def parts(self) -> int:
+        return 4 * (self.workers or 1)
 
     def pids(self) -> list[int]:
         ray = _ray()

@@ -22,7 +22,7 @@ from ..data.io import Example
 from ..models.loading import INSTALL_DEFAULT_MODELS, cache_root, model_fingerprint, resolve_device
 from .batching import gathered
 from .cache import ShardCache
-from .distributed import Recipe, Runner, run_units, units_of
+from .distributed import Recipe, Runner, parts_of, run_units, units_of
 from .pooled_states import PooledStates
 from .pooling import parse_pooling, pool, pooling_config
 from .progress import progress_bar
@@ -137,7 +137,8 @@ class Embedder:
                 out[i] = np.nan   # another --shard slice's
             todo = [i for i in todo if self.runner.owns(keys[i])]
         batches = [todo[s:s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
-        units = units_of(batches, {i: self.max_length for i in todo}, 4 * self.batch_size * self.max_length)
+        units = units_of(batches, {i: self.max_length for i in todo}, 4 * self.batch_size * self.max_length,
+                         parts_of(self.runner))
         bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
 
         def done(u: int, vecs: list) -> None:

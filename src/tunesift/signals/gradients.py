@@ -21,7 +21,7 @@ from ..data.errors import TunesiftError
 from ..models.heads import body_and_head, head_logits
 from ..models.templates import Rendered
 from .batching import pad_id_of, right_padded, token_batches
-from .distributed import Recipe, Runner, units_of
+from .distributed import Recipe, Runner, parts_of, units_of
 from .likelihood import tokenize_targets
 from .progress import progress_bar
 
@@ -279,7 +279,7 @@ def _remote(lm, prep, todo, out, losses, runner: Runner, projector, kind, loss, 
 
     lens = [len(p.ids) for p in prep]
     batches = token_batches(lens, todo, batch_tokens)
-    units = units_of(batches, lens, 4 * batch_tokens)
+    units = units_of(batches, lens, 4 * batch_tokens, parts_of(runner))
     proj = None if projector is None else (projector.n, projector.dim, projector.seed, projector.block_rows,
                                            projector.cache_bytes)
     # a fresh copy per call (and a key no worker has built): the model trains between checkpoints

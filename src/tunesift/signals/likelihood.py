@@ -29,7 +29,7 @@ from ..models.loading import LoadedLM, cache_root
 from ..models.templates import Rendered
 from .batching import pad_id_of, right_padded
 from .cache import ShardCache
-from .distributed import Recipe, Runner, run_units, units_of
+from .distributed import Recipe, Runner, parts_of, run_units, units_of
 from .progress import progress_bar
 from .results import EngineStats, NLLResult
 from .tokenize import _encode, _Prepared, tokenize_targets  # noqa: F401  (tokenize_targets, _encode: re-exported)
@@ -286,7 +286,7 @@ class LikelihoodEngine:
         """``_run`` on the runner's workers: units of a few batches, results written (and cached)
         here as they arrive."""
         lens = {i: len(prep[i].ids) for b in batches for i in b}
-        units = units_of(batches, lens, self.unit_batches * self.batch_tokens)
+        units = units_of(batches, lens, self.unit_batches * self.batch_tokens, parts_of(self.runner))
         payload = [("nll", [[(prep[i].ids, prep[i].pos) for i in b] for b in unit]) for unit in units]
         last_flush = time.perf_counter()
 
@@ -406,7 +406,7 @@ class LikelihoodEngine:
             return out, trunc
         batches = self._batches(prep, todo)
         lens = {i: len(prep[i].ids) for i in todo}
-        units = units_of(batches, lens, self.unit_batches * self.batch_tokens)
+        units = units_of(batches, lens, self.unit_batches * self.batch_tokens, parts_of(self.runner))
         t0 = time.perf_counter()
 
         def done(u: int, lps: list) -> None:

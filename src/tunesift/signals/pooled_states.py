@@ -20,7 +20,7 @@ import numpy as np
 from ..models.loading import cache_root
 from .batching import cached_split, gathered, pad_id_of, right_padded, token_batches
 from .cache import ShardCache
-from .distributed import Recipe, Runner, run_units, units_of
+from .distributed import Recipe, Runner, parts_of, run_units, units_of
 from .progress import progress_bar
 
 POOLINGS = ("weighted_mean", "mean", "last")
@@ -96,7 +96,7 @@ class PooledStates:
                                   self.runner)
         lens = [len(x) for x in ids]
         batches = token_batches(lens, todo, self.batch_tokens)
-        units = units_of(batches, lens, 4 * self.batch_tokens)
+        units = units_of(batches, lens, 4 * self.batch_tokens, parts_of(self.runner))
         bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
 
         def done(u: int, vecs: list) -> None:

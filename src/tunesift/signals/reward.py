@@ -17,7 +17,7 @@ from ..data.errors import TunesiftError
 from ..models.loading import cache_root, resolve_device, tensor_fingerprint
 from .batching import cached_split, token_batches
 from .cache import ShardCache
-from .distributed import Recipe, Runner, run_units, units_of
+from .distributed import Recipe, Runner, parts_of, run_units, units_of
 from .progress import progress_bar
 
 
@@ -69,7 +69,7 @@ class RewardModel:
         keys, todo = cached_split(self.cache, len(ids), key, out, self.runner)
         lens = [len(x) for x in ids]
         batches = token_batches(lens, todo, self.batch_tokens)
-        units = units_of(batches, lens, 4 * self.batch_tokens)
+        units = units_of(batches, lens, 4 * self.batch_tokens, parts_of(self.runner))
         bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
 
         def done(u: int, vals: list) -> None:
