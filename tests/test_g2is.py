@@ -104,7 +104,8 @@ def test_features_carry_less_geometry(tiny_llama, alpaca_file, tmp_path):
     kw = dict(target=str(_target_set(tmp_path)), epochs=2, lora_r=4, lora_alpha=8, proj_dim=32, warmup_fraction=0.5,
               learning_rate=1e-2, batch_size=2, template="alpaca")
     ds = read_dataset(alpaca_file)
-    bids = get_method("bids")(**kw)
+    # BIDS with g2is's pipeline rules (BIDS defaults to LESS's official ones), so the warm-ups match
+    bids = get_method("bids")(pool_turns="run", target_eos=True, loss_weighting="token", **kw)
     bids.score(ds, Context(lm=tiny_llama, use_cache=False, progress=False))
     g = get_method("g2is")(graph_k=4, **kw)
     t = g.score(ds, Context(lm=tiny_llama, use_cache=False, progress=False))

@@ -103,14 +103,11 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
     With a remote ``runner`` the batches run on its workers, each holding a copy of this model state
     (shipped once per call: the model changes between checkpoints) and the same projection."""
     import torch
-    import torch.nn.functional as F
     if kind not in ("sgd", "adam"):
         raise TunesiftError("gradient feature kind must be 'sgd' or 'adam'")
     if loss not in ("mean", "sum"):
         raise TunesiftError("gradient loss must be 'mean' or 'sum'")
-    model = lm.model
-    mods = trainable_linears(model)
-    dev = mods[0][1].weight.device
+    mods = trainable_linears(lm.model)
     if kind == "adam":
         if optimizer is None:
             raise TunesiftError("Adam gradient features need the optimizer's moments")
@@ -130,14 +127,7 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
         moments = (m.cpu().numpy(), v.cpu().numpy()) if kind == "adam" else None
         _remote(lm, prep, todo, out, losses, runner, projector, kind, loss, moments, batch_tokens, progress, desc)
         return (out, n_tok, losses) if return_loss else (out, n_tok)
-    tok = lm.tokenizer
-    pad = pad_id_of(tok)
-    body, head, cap = body_and_head(model)
-    seen: dict = {}
-
-    def keep(mod, args, output):
-        seen[mod] = (args[0], output)
-
+    moments = (m, v) if kind == "adam" else None
     waiting: list = []
     held = 0
 
@@ -150,32 +140,10 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
             waiting.clear()
             held = 0
 
-    handles = [mod.register_forward_hook(keep) for _, mod in mods]
     bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not progress, leave=False)
     try:
         for b in token_batches([len(p.ids) for p in prep], todo, batch_tokens):
-            ids = torch.from_numpy(right_padded([prep[i].ids for i in b], pad))
-            rows = torch.from_numpy(np.repeat(np.arange(len(b)), n_tok[b]))
-            cols = torch.from_numpy(np.concatenate([prep[i].pos for i in b]).astype(np.int64))
-            ids, rows, cols = ids.to(dev), rows.to(dev), cols.to(dev)
-            seen.clear()
-            with torch.enable_grad():
-                h = body(input_ids=ids, use_cache=False)[0]
-                ce = F.cross_entropy(head_logits(head, h[rows, cols - 1], cap), ids[rows, cols], reduction="none")
-                per = torch.zeros(len(b), dtype=ce.dtype, device=dev).index_add_(0, rows, ce)
-                if loss == "mean":
-                    per = per / torch.from_numpy(n_tok[b]).to(dev, ce.dtype)
-                losses[b] = per.detach().double().cpu().numpy()
-                outs = [seen[mod][1] for _, mod in mods]
-                gouts = torch.autograd.grad(per.sum(), outs, allow_unused=True)   # unused: a zero gradient
-            with torch.no_grad():
-                G = torch.cat([torch.einsum("bto,bti->boi", go.float(), seen[mod][0].float()).reshape(len(b), -1)
-                               if go is not None else torch.zeros(len(b), mod.weight.numel(), device=dev)
-                               for (_, mod), go in zip(mods, gouts)], dim=1)
-                if kind == "adam":
-                    b1, b2 = ADAM_BETAS
-                    G = (b1 * m + (1 - b1) * G) / torch.sqrt(b2 * v + (1 - b2) * G * G + ADAM_EPS)
-            seen.clear()
+            G, losses[b] = _features_of(lm, [prep[i] for i in b], kind, loss, moments)
             if projector is None:
                 out[b] = G.cpu().numpy()
             else:
@@ -188,8 +156,6 @@ def gradient_features(lm, requests: Sequence[Rendered], projector: RademacherPro
             bar.update(len(b))
         flush()
     finally:
-        for hd in handles:
-            hd.remove()
         bar.close()
     return (out, n_tok, losses) if return_loss else (out, n_tok)
 
@@ -231,7 +197,7 @@ class _Fixed:
 
 def _features_of(lm, prepared: list, kind: str, loss: str, moments):
     """Unprojected features (a tensor on the model's device) and losses of one batch of requests
-    already tokenised, rows in the given order: a worker's share of ``gradient_features``."""
+    already tokenised, rows in the given order: ``gradient_features``' batch, here or on a worker."""
     import torch
     import torch.nn.functional as F
     model = lm.model
