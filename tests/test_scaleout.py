@@ -315,3 +315,31 @@ def test_small_passes_are_cut_into_enough_units():
     assert len(units) >= 8
     assert sorted(i for u in units for b in u for i in b) == list(range(40))   # every row once
     assert units_of(batches, lengths, 10**9) == [batches]       # in process: untouched
+
+
+def test_a_model_ships_as_plain_data_even_when_it_cannot_be_pickled(tiny_llama):
+    """A compiled forward or PEFT's context variables make a module unpicklable; the packed form
+    (config, weights, adapters, which parameters train) rebuilds the same model."""
+    import contextvars
+    import copy
+    import pickle
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from tunesift.models.loading import LoadedLM
+    from tunesift.signals.distributed import pack_lm, unpack_lm
+    net = get_peft_model(copy.deepcopy(tiny_llama.model), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    net.eval()
+    net.base_model.some_state = contextvars.ContextVar("x")     # what broke pickling in CI
+    lm = LoadedLM(net, tiny_llama.tokenizer, "peft", "fp-peft", "cpu", "float32")
+    with pytest.raises(TypeError):
+        pickle.dumps(net)
+    back = unpack_lm(pickle.loads(pickle.dumps(pack_lm(lm))), "cpu")
+    ids = torch.tensor([[1, 5, 9, 12, 7]])
+    with torch.no_grad():
+        assert torch.allclose(back.model(input_ids=ids).logits, net(input_ids=ids).logits, atol=1e-6)
+    assert ({n for n, p in back.model.named_parameters() if p.requires_grad}
+            == {n for n, p in net.named_parameters() if p.requires_grad})

@@ -71,16 +71,46 @@ class LMSource:
     path: str | None = None
     dtype: str | None = None
     trust_remote_code: bool = False
-    ref: Any = None      # ray.ObjectRef of a LoadedLM
+    ref: Any = None      # ray.ObjectRef of a packed model (``pack_lm``)
 
     def load(self, device: str) -> LoadedLM:
         if self.path is not None:
             return load_causal_lm(self.path, device, self.dtype, self.trust_remote_code)
         import ray   # a worker: Ray is there
-        lm = ray.get(self.ref)
-        lm.model.to(device)
-        lm.device = device
-        return lm
+        return unpack_lm(ray.get(self.ref), device)
+
+
+def pack_lm(lm: LoadedLM) -> dict:
+    """An in-memory model as plain data: its config, weights (on the CPU), PEFT adapters' configs and
+    which parameters train.  Pickling the module itself breaks on whatever a run attached to it (a
+    compiled forward's state, PEFT's context variables); a state dict does not."""
+    model = lm.model
+    peft = getattr(model, "peft_config", None)
+    base = model.get_base_model() if peft else model
+    return {"config": base.config, "class": type(base), "peft": dict(peft) if peft else None,
+            "state": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+            "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+            "training": model.training, "tokenizer": lm.tokenizer, "name": lm.name,
+            "fingerprint": lm.fingerprint, "dtype": lm.dtype}
+
+
+def unpack_lm(d: dict, device: str) -> LoadedLM:
+    import torch
+    torch.manual_seed(0)   # the weights are overwritten; this only keeps construction quiet and fixed
+    model = d["class"](d["config"])
+    if d["peft"]:
+        from peft import get_peft_model   # optional: only a run that made adapters ships them
+        (name, cfg), *more = d["peft"].items()
+        model = get_peft_model(model, cfg, adapter_name=name)
+        for n, c in more:
+            model.add_adapter(n, c)
+    model.load_state_dict(d["state"])
+    model.to(device=device, dtype=getattr(torch, d["dtype"]) if d["dtype"] else None)
+    keep = set(d["trainable"])
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in keep)
+    model.train(d["training"])
+    return LoadedLM(model, d["tokenizer"], d["name"], d["fingerprint"], device, d["dtype"])
 
 
 @dataclass(frozen=True)
@@ -280,11 +310,11 @@ class RayRunner(Runner):
         if path is not None and not fresh:
             return LMSource(path, lm.dtype, getattr(lm, "trust_remote_code", False))
         if fresh:
-            return LMSource(ref=_ray().put(lm), dtype=lm.dtype)
+            return LMSource(ref=_ray().put(pack_lm(lm)), dtype=lm.dtype)
         # one copy in the object store per model (its fingerprint: weights, or a fine-tune's inputs)
         key = (lm.fingerprint, lm.dtype)
         if key not in self._refs:
-            self._refs[key] = _ray().put(lm)
+            self._refs[key] = _ray().put(pack_lm(lm))
         return LMSource(ref=self._refs[key], dtype=lm.dtype)
 
     @property
