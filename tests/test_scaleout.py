@@ -335,7 +335,7 @@ def test_a_model_ships_as_plain_data_even_when_it_cannot_be_pickled(tiny_llama):
     net.eval()
     net.base_model.some_state = contextvars.ContextVar("x")     # what broke pickling in CI
     lm = LoadedLM(net, tiny_llama.tokenizer, "peft", "fp-peft", "cpu", "float32")
-    with pytest.raises(TypeError):
+    with pytest.raises(Exception):   # TypeError here; in CI a hook transformers attached (AttributeError)
         pickle.dumps(net)
     back = unpack_lm(pickle.loads(pickle.dumps(pack_lm(lm))), "cpu")
     ids = torch.tensor([[1, 5, 9, 12, 7]])
