@@ -60,6 +60,19 @@ def build_tiny(kind: str, tok, seed: int = 0):
     return GPT2LMHeadModel(cfg).eval()
 
 
+def save_tiny_reward_model(tok, path, seed: int, **config):
+    """A one-label BERT reward model built from a config (random weights, seeded), saved with ``tok``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+    torch.manual_seed(seed)
+    m = BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=64, num_labels=1,
+                                                 pad_token_id=tok.pad_token_id, **config))
+    m.save_pretrained(path)
+    tok.save_pretrained(path)
+    return m
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_tokenizer):
     from tunesift.models import wrap_model

@@ -9,17 +9,13 @@ import torch
 import tunesift
 from tunesift.data import read_dataset
 
+from .conftest import save_tiny_reward_model
+
 
 @pytest.fixture(scope="module")
 def tiny_reward_dir(tiny_tokenizer, tmp_path_factory):
-    from transformers import BertConfig, BertForSequenceClassification
-    torch.manual_seed(3)
-    m = BertForSequenceClassification(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
-                                                 num_attention_heads=2, intermediate_size=64, num_labels=1,
-                                                 pad_token_id=tiny_tokenizer.pad_token_id))
     d = tmp_path_factory.mktemp("tiny-rm-score")
-    m.save_pretrained(d)
-    tiny_tokenizer.save_pretrained(d)
+    save_tiny_reward_model(tiny_tokenizer, d, seed=3)
     return d
 
 

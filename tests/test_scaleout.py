@@ -19,7 +19,7 @@ import tunesift
 from tunesift.data.errors import TunesiftError
 from tunesift.signals.distributed import RayRunner, Slice
 
-from .conftest import ALPACA
+from .conftest import ALPACA, save_tiny_reward_model
 
 ray = pytest.importorskip("ray")
 RAY_BIN = Path(sys.executable).parent / "ray"
@@ -91,8 +91,6 @@ def test_kcenter_embeddings_equal_in_process(pool_file, tiny_model_dir, tmp_path
 
 
 def test_lm_embeddings_and_reward_model_equal_in_process(pool_file, tiny_model_dir, tmp_path, runner, tiny_tokenizer):
-    from transformers import BertConfig, BertForSequenceClassification
-    import torch
     from tunesift.models.loading import load_causal_lm
     from tunesift.signals.embeddings import LMEmbedder
     from tunesift.signals.pooled_states import POOLINGS, PooledStates
@@ -107,13 +105,8 @@ def test_lm_embeddings_and_reward_model_equal_in_process(pool_file, tiny_model_d
         here = PooledStates(lm, pooling, use_cache=False, progress=False).encode(ids)
         there = PooledStates(lm, pooling, use_cache=False, progress=False, runner=runner).encode(ids)
         assert np.allclose(here, there, rtol=1e-5, atol=1e-6), pooling
-    torch.manual_seed(1)
-    rm = BertForSequenceClassification(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
-                                                  num_attention_heads=2, intermediate_size=64, num_labels=1,
-                                                  pad_token_id=tiny_tokenizer.pad_token_id)).eval()
     d = tmp_path / "rm"
-    rm.save_pretrained(d)
-    tiny_tokenizer.save_pretrained(d)
+    save_tiny_reward_model(tiny_tokenizer, d, seed=1)
     qs, ans = [r["instruction"] for r in MORE], [r["output"] for r in MORE]
     here = RewardModel(str(d), device="cpu", use_cache=False, progress=False).score(qs, ans)[0]
     there = RewardModel(str(d), device="cpu", cache_dir=str(tmp_path / "rc"), progress=False, runner=runner).score(qs, ans)[0]
@@ -268,14 +261,7 @@ def test_mods_with_a_reward_model_equal_in_process(alpaca_file, tiny_model_dir, 
                                                    tmp_path, runner):
     """MoDS: reward scores and k-center embeddings on the workers; its seed fine-tune and the tuned
     model's answers on the driver."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-    torch.manual_seed(1)
-    rm = BertForSequenceClassification(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
-                                                  num_attention_heads=2, intermediate_size=64, num_labels=1,
-                                                  pad_token_id=tiny_tokenizer.pad_token_id))
-    rm.save_pretrained(tmp_path / "rm")
-    tiny_tokenizer.save_pretrained(tmp_path / "rm")
+    save_tiny_reward_model(tiny_tokenizer, tmp_path / "rm", seed=1)
     kw = dict(model=str(tiny_model_dir), device="cpu", embedder=tiny_embedder, use_cache=False, progress=False,
               reward_model=str(tmp_path / "rm"), alpha=-1e9, beta=1e9, epochs=1, max_new_tokens=4)
     local = tunesift.select(alpaca_file, "mods", 4, **kw)

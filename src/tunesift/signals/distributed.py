@@ -133,7 +133,7 @@ class Recipe:
 
 
 class Runner:
-    """In-process: units run here, one after the other (what a signal does without a runner)."""
+    """In process: ``run_units`` runs the units here; this runner only carries a ``--shard`` slice."""
 
     remote = False
 
@@ -151,10 +151,6 @@ class Runner:
         """How many units a pass should at least be cut into (in process: no cutting)."""
         return 1
 
-    def map(self, recipe: Recipe, local: Any, units: list, on_result: Callable[[int, Any], None]) -> None:
-        for u, unit in enumerate(units):
-            on_result(u, local.run_unit(unit))
-
     def close(self) -> None:
         pass
 
@@ -166,7 +162,7 @@ def run_units(runner: Runner | None, recipe: Callable[[], Recipe], local: Any, u
         for u, unit in enumerate(units):
             on_result(u, local.run_unit(unit))
     elif units:
-        runner.map(recipe(), local, units, on_result)
+        runner.map(recipe(), units, on_result)
 
 
 def parts_of(runner: "Runner | None") -> int:
@@ -325,7 +321,7 @@ class RayRunner(Runner):
         ray = _ray()
         return ray.get([a.pid.remote() for a in self._pool()])
 
-    def map(self, recipe: Recipe, local: Any, units: list, on_result: Callable[[int, Any], None]) -> None:
+    def map(self, recipe: Recipe, units: list, on_result: Callable[[int, Any], None]) -> None:
         ray = _ray()
         from ray.util import ActorPool
         pool = ActorPool(self._pool())

@@ -260,6 +260,6 @@ def _remote(lm, prep, todo, out, losses, runner: Runner, projector, kind, loss, 
             bar.update(len(b))
 
     try:
-        runner.map(recipe, None, [[[(prep[i].ids, prep[i].pos) for i in b] for b in unit] for unit in units], done)
+        runner.map(recipe, [[[(prep[i].ids, prep[i].pos) for i in b] for b in unit] for unit in units], done)
     finally:
         bar.close()
