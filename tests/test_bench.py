@@ -80,3 +80,89 @@ def test_welch_interval():
     assert _welch_ci(a, a + 1) == (pytest.approx(-1.0), pytest.approx(t.ppf(0.975, 4) * np.sqrt(2 / 3)))
     assert _welch_ci(np.ones(3), np.zeros(3)) == (1.0, 0.0)
     assert np.isnan(_welch_ci(a[:1], b)[1])
+
+
+def test_target_slice_is_held_out_and_report_reads_signal(tiny_model_dir, alpaca_file, eval_files, tmp_path):
+    """A target-set method gets K references of an evaluation as its target, and that evaluation
+    no longer scores them; the report says which evaluations carry signal and draws the differences."""
+    from tunesift.bench.run import load_records
+    from tunesift.evaluate.sets import load_references
+    cfg = _cfg(eval_files, base_model=str(tiny_model_dir), methods=["rds"], seeds=2, target="heldout_nll:3")
+    out = tmp_path / "bench"
+    md = tmp_path / "docs" / "board.md"
+    table = run_bench(read_dataset(alpaca_file), cfg, out, progress=False, markdown=md)
+    target = [json.loads(l) for l in (out / "target.jsonl").read_text().splitlines()]
+    assert len(target) == 3
+    held = {(t["instruction"], t["output"]) for t in target}
+    refs = load_references(alpaca_file)
+    excluded = {i for i, e in enumerate(refs.examples) if (e.prompt, e.response) in held}
+    assert len(excluded) == 3
+    kept = load_references(alpaca_file, 4, frozenset(excluded))
+    assert len(kept) == 4 and not ({(e.prompt, e.response) for e in kept.examples} & held)
+    recs = [json.loads(p.read_text()) for p in (out / "cells").glob("rds__*.json")]
+    assert recs and all(r["error"] is None and r["evals"]["heldout_nll"]["n"] == 4 for r in recs)
+    assert table.loc[table.method == "rds", "seeds_done"].item() == 2
+    text = md.read_text()
+    assert "## Which evaluations carry signal" in text and "## Reading (generated)" in text
+    # chart links are relative to the Markdown file, and the charts exist
+    assert "](../bench/training_curves.svg)" in text
+    assert (out / "training_curves.svg").exists()
+    # resuming from another copy of the evaluation files finds the same cells (keys: contents, not paths)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "a.json").write_bytes(open(alpaca_file, "rb").read())
+    import shutil
+    shutil.copytree(eval_files[1].split("=", 1)[1], moved / "mmlu")
+    from tunesift.bench import plan_cells
+    from tunesift.evaluate.tasks import parse_eval
+    from tunesift.bench.run import target_slice
+    a = plan_cells(read_dataset(alpaca_file), target_slice([parse_eval(e, None) for e in eval_files], cfg, out)[0], cfg, out)
+    b = plan_cells(read_dataset(alpaca_file), target_slice([parse_eval(e, None) for e in
+                                                            [f"heldout_nll:4={moved / 'a.json'}", f"mmlu={moved / 'mmlu'}"]],
+                                                           cfg, out)[0], cfg, out)
+    assert [c.key for c in a] == [c.key for c in b]
+    assert len(load_records(a)) == len(a)
+
+
+def test_signal_rule_and_generated_reading():
+    from tunesift.bench.report import reading, signal
+    from tunesift.evaluate.tasks import EvalSpec
+    specs = [EvalSpec("a_nll", None, None), EvalSpec("b_nll", None, None)]
+    t = pd.DataFrame([
+        {"method": "m1", "a_nll.nll": 1.0, "a_nll.nll.vs_random": -0.2, "a_nll.nll.vs_random.ci95": 0.1,
+         "b_nll.nll": 2.0, "b_nll.nll.vs_random": 0.0, "b_nll.nll.vs_random.ci95": 0.1},
+        {"method": "m2", "a_nll.nll": 1.4, "a_nll.nll.vs_random": 0.2, "a_nll.nll.vs_random.ci95": 0.1,
+         "b_nll.nll": 2.0, "b_nll.nll.vs_random": 0.05, "b_nll.nll.vs_random.ci95": 0.1},
+        {"method": "random", "a_nll.nll": 1.2, "a_nll.nll.std": 0.05, "b_nll.nll": 2.0, "b_nll.nll.std": 0.05},
+        {"method": "full", "a_nll.nll": 0.8, "b_nll.nll": 2.0},
+        {"method": "base", "a_nll.nll": 1.5, "b_nll.nll": 2.05},
+    ])
+    sig = signal(t, specs)
+    # a: base - full = 0.7 > 2 x 0.05; b: 0.05 is within twice random's spread
+    assert sig["a_nll"]["signal"] and not sig["b_nll"]["signal"]
+    assert sig["a_nll"]["gap"] == pytest.approx(0.7)
+    lines = reading(t, [specs[0]], sig)
+    assert "beat random beyond the interval: m1 (-0.2" in lines[0]
+    assert "lose to it beyond the interval: m2 (+0.2" in lines[0]
+
+
+def test_forest_chart_marks_intervals():
+    from tunesift.report.svg import forest
+    svg = forest("d", [("a", -0.2, 0.1), ("b", 0.05, 0.1), ("c", 0.3, float("nan"))], better="left")
+    assert svg.count('class="mark"') == 2 + 2 + 1      # two intervals, three points
+    assert "#2ca02c" in svg and "#d62728" not in svg     # a is better beyond its interval; c has none
+
+
+def test_self_instruct_references(tmp_path):
+    from tunesift.evaluate.sets import load_references
+    p = tmp_path / "sinstruct_test_set.jsonl"
+    p.write_text(json.dumps({"id": "t0", "instruction": "Fix it.", "instances": [
+        {"input": "teh cat", "output": "the cat"}, {"input": "a dgo", "output": "a dog"}]}) + "\n" +
+        json.dumps({"id": "t1", "instruction": "Say hi.", "instances": [{"input": "", "output": "hi"}]}) + "\n")
+    refs = load_references(p)
+    assert [e.response for e in refs.examples] == ["the cat", "a dog", "hi"]
+    assert refs.examples[0].raw["id"] == "t0#0"
+    p.write_text(json.dumps({"id": "t2", "instruction": "x", "instances": [{"input": ""}]}) + "\n")
+    from tunesift.data.errors import DataError
+    with pytest.raises(DataError, match="line 1"):
+        load_references(p)

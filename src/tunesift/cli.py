@@ -440,12 +440,13 @@ def train(data: Path = typer.Argument(..., help="Training data (any format tunes
 
 
 @app.command()
-@takes("limit", "device", "on_error", "quiet", "workers", "ray_address", "threads")
+@takes("limit", "device", "on_error", "cache_dir", "quiet", "workers", "ray_address", "threads")
 def bench(pool: Path = typer.Argument(..., help="The pool every method selects from."),
           output: Path = typer.Option(..., "--output", "-o", help="Bench folder: cells/ (the cache) and "
                                       "leaderboard.{md,csv,html}. Rerun the same command to resume."),
-          methods: str = typer.Option("ifd,superfiltering", "--methods", help="Comma-separated method names; "
-                                      "random is always added (and the full pool and the base model, unless switched off)."),
+          methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated method names (default: the "
+                                                "preset's, else ifd,superfiltering); random is always added (and the "
+                                                "full pool and the base model, unless switched off)."),
           budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Budget for every method (default 5%)."),
           evals: Optional[List[str]] = typer.Option(None, "--eval", "-e", help="Evaluation NAME[:LIMIT][=PATH], repeatable: "
                                                     "alpaca_eval_nll, mt_bench_nll, vicuna_nll, mmlu, bbh, gsm8k, ifeval, "
@@ -456,8 +457,10 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
           seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per method (default 3)."),
           base_model: Optional[str] = typer.Option(None, "--base-model", help="Model to fine-tune. Default: packaged SmolLM2-135M-Instruct."),
           score_model: Optional[str] = typer.Option(None, "--score-model", help="Model the methods score with (default: the base model)."),
-          preset: Optional[str] = typer.Option(None, "--preset", help="small-cpu (the first 1,000 examples, 5%, 3 seeds, "
-                                               "small evaluations: a 2-core CPU) or gpu-h100. Explicit options override it."),
+          preset: Optional[str] = typer.Option(None, "--preset", help="leaderboard (docs/leaderboard.md: Gemma 3 270M "
+                                               "base, a 2,000-example sample, 10%, 3 seeds, 20 methods), gpu (the same "
+                                               "on a whole pool), small-cpu (the first 1,000 examples, 5%, 3 seeds, small "
+                                               "evaluations: a 2-core CPU) or gpu-h100. Explicit options override it."),
           setting: Optional[List[str]] = TR, param: Optional[List[str]] = typer.Option(
               None, "--param", "-p", help="Method parameter METHOD.key=value, repeatable (e.g. ifd.max_length=512)."),
           template: str = typer.Option("alpaca", "--template", help="Prompt for training and evaluation."),
@@ -469,6 +472,14 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
           no_full: bool = typer.Option(False, "--no-full", help="Leave out the full-pool reference."),
           no_base: bool = typer.Option(False, "--no-base", help="Leave out the untrained base model."),
           full_seeds: Optional[int] = typer.Option(None, "--full-seeds", help="Seeds for the full-pool reference (costliest)."),
+          sample: Optional[int] = typer.Option(None, "--sample", help="A seeded random sample of this many "
+                                               "examples as the pool (seed 0; the leaderboard preset: 2,000)."),
+          target: Optional[str] = typer.Option(None, "--target", help="EVAL:K: the target set of target-set methods "
+                                               "(LESS, BIDS, G2IS, RDS+), K references of that evaluation, held out of it."),
+          markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the Markdown report here "
+                                                  "(e.g. docs/leaderboard.md), chart links relative to it."),
+          notes: Optional[Path] = typer.Option(None, "--notes", help="A hand-written reading appended to the report."),
+          report_only: bool = typer.Option(False, "--report-only", help="Run no cell: report the finished ones."),
           *, opts: RunOptions):
     """Run each method's selection, fine-tune on it, evaluate, over seeds; write a leaderboard.
 
@@ -483,6 +494,8 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
     """
     _setup(opts.quiet)
     limit, device, on_error, quiet = opts.limit, opts.device, opts.on_error, opts.quiet
+    import numpy as np
+
     from .bench import PRESETS, BenchConfig, run_bench
     from .data import read_dataset
 
@@ -496,18 +509,26 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
                 raise TunesiftError(f"-p expects METHOD.key=value in bench, got {k!r}")
             m, key = k.split(".", 1)
             mparams.setdefault(m, {})[key] = v
+        names = methods.split(",") if methods else base.get("methods", ["ifd", "superfiltering"])
         cfg = BenchConfig(
-            methods=[m.strip() for m in methods.split(",") if m.strip()],
+            methods=[m.strip() for m in names if m.strip()],
             evals=list(evals) if evals else base.get("evals", ["alpaca_eval_nll:200"]),
             budget=budget or base.get("budget", "5%"), seeds=seeds or base.get("seeds", 3),
-            base_model=base_model, score_model=score_model, eval_root=str(eval_root) if eval_root else None,
+            base_model=base_model or base.get("base_model"), score_model=score_model,
+            eval_root=str(eval_root) if eval_root else None,
+            method_models=dict(base.get("method_models", {})), target=target or base.get("target"),
+            gen_batch_size=base.get("gen_batch_size", 16), cache_dir=opts.cache_dir,
             include_random=not no_random, include_full=not no_full, include_base=not no_base,
             full_seeds=full_seeds or base.get("full_seeds"), template=template, device=device,
             judge_reward_model=judge_reward_model, judge_model=judge_model,
             method_params=mparams, train=_train_config(setting, None, base.get("train")),
             workers=opts.workers, ray_address=opts.ray_address, threads_per_worker=opts.threads)
         ds = read_dataset(pool, on_error=on_error, limit=limit or base.get("pool_limit"))
-        table = run_bench(ds, cfg, output, progress=not quiet and sys.stderr.isatty())
+        n = sample or base.get("pool_sample")
+        if n and n < len(ds):
+            ds = ds.subset(sorted(np.random.default_rng(0).choice(len(ds), n, replace=False).tolist()))
+        table = run_bench(ds, cfg, output, progress=not quiet and sys.stderr.isatty(), markdown=markdown,
+                          notes=notes, report_only=report_only)
         Console().print((output / "leaderboard.md").read_text(), markup=False, highlight=False)
         Console().print(f"leaderboard: {output / 'leaderboard.md'}, .csv, .html ({len(table)} rows)", markup=False)
     _run(go)

@@ -18,6 +18,17 @@ def key_of(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def content_key(path: Path) -> str:
+    """An evaluation file's (or folder's) contents, not its path: cells computed on another machine,
+    where the data lives elsewhere, are found again here."""
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if f.is_file():
+            h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class Cell:
     method: str
@@ -30,14 +41,15 @@ def plan_cells(pool: Dataset, specs: list[EvalSpec], config: BenchConfig, output
     """Every (method, seed) cell with the key of everything that produces it."""
     c = config
     tcfg = {k: v for k, v in dataclasses.asdict(c.train).items() if k != "seed"}
-    evals = [(s.name, s.limit, str(s.path)) for s in specs]
+    evals = [(s.name, s.limit, content_key(s.path), sorted(s.exclude)) for s in specs]
     judge = (c.judge_reward_model, c.judge_model) if any(s.name.endswith("winrate") for s in specs) else None
-    common = (pool.fingerprint, c.budget, c.base_model, c.score_model, c.template, tcfg, evals, judge, __version__)
+    common = (pool.fingerprint, c.budget, c.base_model, c.score_model, c.template, tcfg, evals, judge, c.target,
+              __version__)
     cells = []
     names = c.methods_all() + ([FULL] if c.include_full else []) + ([BASE] if c.include_base else [])
     for m in names:
         n_seeds = 1 if m == BASE else (c.full_seeds or c.seeds) if m == FULL else c.seeds
         for s in range(n_seeds):
-            k = key_of(m, c.method_params.get(m, {}), s, *common)
+            k = key_of(m, c.method_params.get(m, {}), c.method_models.get(m), s, *common)
             cells.append(Cell(m, s, k, output_dir / "cells" / f"{m}__seed{s}__{k}.json"))
     return cells

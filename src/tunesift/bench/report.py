@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from .. import __version__
 from ..data.writers import atomic_path
 from ..evaluate.tasks import EvalSpec, headline
 from ..methods import get_method
-from ..report.svg import bar_chart, line_chart
+from ..report.svg import forest, line_chart
 from .config import BASE, FULL, RANDOM, BenchConfig
 from .plan import Cell
 from .stats import welch_ci
@@ -105,63 +106,165 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def _val(r: Any, col: str) -> float | None:
+    v = r.get(col) if hasattr(r, "get") else None
+    return None if v is None or pd.isna(v) else float(v)
+
+
+def signal(table: pd.DataFrame, specs: list[EvalSpec]) -> dict[str, dict]:
+    """Which evaluations can tell models apart here: the full-pool model must beat the untrained base
+    model by more than twice the spread of the random baseline over its seeds (an evaluation on which
+    they score the same measures nothing at this size).  Without both references, every evaluation counts."""
+    out = {}
+    by = {r["method"]: r for _, r in table.iterrows()}
+    for s in specs:
+        metric, higher = headline(s.name)
+        col = f"{s.name}.{metric}"
+        full, base = _val(by.get(FULL, {}), col), _val(by.get(BASE, {}), col)
+        noise = _val(by.get(RANDOM, {}), col + ".std") or 0.0
+        if full is None or base is None:
+            out[s.name] = {"signal": True, "gap": None, "noise": noise, "base": base, "full": full}
+            continue
+        gap = (full - base) if higher else (base - full)
+        out[s.name] = {"signal": bool(gap > 2 * noise and gap > 0), "gap": gap, "noise": noise,
+                       "base": base, "full": full}
+    return out
+
+
+def _sorted(table: pd.DataFrame, col: str | None, higher: bool) -> pd.DataFrame:
+    """Methods (random among them) by the primary metric, best first; then the full pool and the base model."""
+    refs = table[table.method.isin([FULL, BASE])]
+    rest = table[~table.method.isin([FULL, BASE])]
+    if col is not None and col in rest:
+        rest = rest.sort_values(col, ascending=not higher, na_position="last", kind="stable")
+    return pd.concat([rest, refs])
+
+
+def reading(table: pd.DataFrame, specs: list[EvalSpec], sig: dict[str, dict]) -> list[str]:
+    """The plain reading the numbers allow: per evaluation with signal, who beats random beyond its
+    95% interval and who loses to it."""
+    lines = []
+    for s in specs:
+        if not sig[s.name]["signal"]:
+            continue
+        metric, higher = headline(s.name)
+        col = f"{s.name}.{metric}.vs_random"
+        win, lose, tie = [], [], []
+        for _, r in table.iterrows():
+            d, hw = _val(r, col), _val(r, col + ".ci95")
+            if r["method"] in (FULL, BASE, RANDOM) or d is None:
+                continue
+            better = d > 0 if higher else d < 0
+            if hw is not None and abs(d) > hw:
+                (win if better else lose).append(f"{r['method']} ({d:+.3g} ± {hw:.2g})")
+            else:
+                tie.append(r["method"])
+        lines.append(f"- **{s.name}** ({metric}, {'higher' if higher else 'lower'} is better): "
+                     f"beat random beyond the interval: {', '.join(win) or 'none'}; "
+                     f"lose to it beyond the interval: {', '.join(lose) or 'none'}; "
+                     f"within the interval: {len(tie)} method(s).")
+    return lines
+
+
 def write_reports(table: pd.DataFrame, cells: list[Cell], specs: list[EvalSpec], config: BenchConfig,
-                  out: Path, pool_size: int, recs: list[dict] | None = None) -> dict[str, Path]:
+                  out: Path, pool_size: int, recs: list[dict] | None = None,
+                  markdown: Path | None = None, notes: Path | None = None) -> dict[str, Path]:
+    """leaderboard.{csv,md,html} and the charts (SVG files) in ``out``; ``markdown``: the Markdown
+    report also at that path (links to the charts made relative to it); ``notes``: a hand-written
+    reading appended to the generated one, if the file exists."""
+    recs = load_records(cells) if recs is None else recs
     paths = {"csv": out / "leaderboard.csv", "md": out / "leaderboard.md", "html": out / "leaderboard.html"}
+    sig = signal(table, specs)
+    live = [s for s in specs if sig[s.name]["signal"]]
+    primary = live[0] if live else (specs[0] if specs else None)
+    pcol, phigher = (f"{primary.name}.{headline(primary.name)[0]}", headline(primary.name)[1]) if primary else (None, True)
+    table = _sorted(table, pcol, phigher)
     with atomic_path(paths["csv"]) as tmp:
         table.to_csv(tmp, index=False)
-    head = ["method", "selected"]
-    for s in specs:
-        metric, higher = headline(s.name)
-        head.append(f"{s.name}.{metric}")
-    lines = [f"# tunesift bench: {len(config.methods_all())} methods at budget {config.budget}, "
-             f"{config.seeds} seeds, pool {pool_size:,}", "",
-             f"Base model: `{config.base_model or 'smollm2-135m-instruct (default)'}`; training: "
-             f"{config.train.method}, {config.train.epochs} epoch(s), lr {config.train.lr}; tunesift {__version__}.",
-             "Each metric: mean ± std over seeds; Δ random: difference of means with its 95% Welch interval. "
-             "NLL: lower is better. PIR (TEDD): mean over evaluations of the ratio to the full-data model "
-             "(> 1 better). SDF: selected fraction.", ""]
-    cols = ["method", "selected", "SDF"] + [f"{s.name} ({headline(s.name)[0]})" for s in specs] + \
-           [f"Δ random {s.name}" for s in specs] + ["PIR", "feasibility", "select s", "train s", "error"]
-    lines.append("| " + " | ".join(cols) + " |")
-    lines.append("|" + "---|" * len(cols))
+    errors = [r for r in recs if r.get("error")]
+    tc = config.train
+    head = [f"# tunesift bench: {len(config.methods_all())} methods at budget {config.budget}, "
+            f"{config.seeds} seeds, pool {pool_size:,}", "",
+            f"Base model: `{config.base_model or 'smollm2-135m-instruct (default)'}`; scoring model: "
+            f"`{config.score_model or 'the base model'}`"
+            + "".join(f", `{m}` for {k}" for k, m in config.method_models.items()) + "; training: "
+            f"{tc.method}, {tc.epochs:g} epoch(s), lr {tc.learning_rate or 'default'}, {tc.batch_size} examples per step, "
+            f"{tc.lr_schedule} schedule, max {tc.max_length} tokens; template {config.template}; tunesift {__version__}."
+            + (f" Target-set methods' target: {config.target} (held out of that evaluation)." if config.target else ""),
+            "",
+            "Each metric: mean ± std over seeds; Δ random: difference of means with its 95% Welch interval "
+            "(3 seeds each: wide). NLL: response-token negative log-likelihood of reference answers, lower is better. "
+            "PIR (TEDD): mean over evaluations of the ratio to the full-data model (> 1 better). "
+            "SDF: selected fraction. Feasibility: TEDD's rank sum (lower is simpler). Rows: methods by "
+            f"{pcol or 'the first evaluation'}, best first; then the references full pool and base model.", ""]
+    cols = ["method", "SDF"] + [f"{s.name} ({headline(s.name)[0]})" for s in live] + \
+           [f"Δ random {s.name}" for s in live] + ["PIR", "feasibility", "select s", "train s", "seeds"]
+    body = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in table.iterrows():
-        cells_ = [r["method"], _fmt(r["selected"]), _fmt(r["SDF"], 3)]
-        for s in specs:
+        row = [f"**{r['method']}**" if r["method"] in (RANDOM, FULL, BASE) else r["method"], _fmt(r["SDF"], 3)]
+        for s in live:
             c = f"{s.name}.{headline(s.name)[0]}"
-            cells_.append(f"{_fmt(r.get(c))} ± {_fmt(r.get(c + '.std'), 2)}" if r.get(c) is not None else "–")
-        for s in specs:
+            row.append(f"{_fmt(r.get(c))} ± {_fmt(r.get(c + '.std'), 2)}" if _val(r, c) is not None else "–")
+        for s in live:
             c = f"{s.name}.{headline(s.name)[0]}.vs_random"
-            v = r.get(c)
-            cells_.append(f"{v:+.4g} ± {_fmt(r.get(c + '.ci95'), 2)}" if v is not None and not pd.isna(v) else "–")
-        cells_ += [_fmt(r.get("PIR"), 4), _fmt(r.get("feasibility_rank_sum")), _fmt(r["selection_s"], 3),
-                   _fmt(r["train_s"], 3), str(r["error"])[:80]]
-        lines.append("| " + " | ".join(cells_) + " |")
-    md = "\n".join(lines) + "\n"
-    with atomic_path(paths["md"]) as tmp:
-        Path(tmp).write_text(md)
-    charts = []
-    rnd = table[table.method == RANDOM]
+            v = _val(r, c)
+            row.append(f"{v:+.3g} ± {_fmt(r.get(c + '.ci95'), 2)}" if v is not None else "–")
+        seeds = f"{r['seeds_done']}" + (f" ({r['seeds_failed']} failed)" if r["seeds_failed"] else "")
+        row += [_fmt(_val(r, "PIR"), 4), _fmt(_val(r, "feasibility_rank_sum")), _fmt(_val(r, "selection_s"), 3),
+                _fmt(_val(r, "train_s"), 3), seeds]
+        body.append("| " + " | ".join(row) + " |")
+    dead = [s for s in specs if not sig[s.name]["signal"]]
+    sig_lines = ["## Which evaluations carry signal", "",
+                 "An evaluation goes in the table when the full-pool model beats the untrained base model by more "
+                 "than twice the random baseline's spread over seeds.", "",
+                 "| evaluation | base | full pool | gap | 2 × random std | in the table |", "|---|---|---|---|---|---|"]
     for s in specs:
+        g = sig[s.name]
+        sig_lines.append(f"| {s.name} ({headline(s.name)[0]}) | {_fmt(g['base'])} | {_fmt(g['full'])} | "
+                         f"{_fmt(g['gap'])} | {_fmt(2 * g['noise'])} | {'yes' if g['signal'] else 'no'} |")
+    charts: dict[str, str] = {}
+    for s in live:
         metric, higher = headline(s.name)
-        c = f"{s.name}.{metric}"
-        bars = [(r["method"], r[c], r.get(c + ".std") or 0.0) for _, r in table.iterrows()
-                if r.get(c) is not None and not pd.isna(r.get(c))]
-        ref = float(rnd[c].iloc[0]) if len(rnd) and c in rnd and not pd.isna(rnd[c].iloc[0]) else None
-        charts.append(bar_chart([(m, float(v), float(e) if not pd.isna(e) else 0.0) for m, v, e in bars],
-                                title=f"{s.name}: {metric} ({'higher' if higher else 'lower'} is better; dashed: random)",
-                                ylabel=metric, reference=ref))
+        c = f"{s.name}.{metric}.vs_random"
+        rows = [(r["method"], float(r[c]), _val(r, c + ".ci95") if _val(r, c + ".ci95") is not None else float("nan"))
+                for _, r in table.iterrows() if r["method"] not in (FULL, BASE, RANDOM) and _val(r, c) is not None]
+        charts[f"delta_{s.name}.svg"] = forest(
+            f"delta_{s.name}", rows, title=f"{s.name}: difference from random ({metric}), 95% interval",
+            xlabel=f"Δ {metric} vs random ({'left' if not higher else 'right'} is better; green/red: beyond the interval)",
+            better="right" if higher else "left")
     curves = {}
-    for rec in (load_records(cells) if recs is None else recs):
-        if rec.get("loss_curve") and rec["seed"] == 0:
+    for rec in recs:
+        if rec.get("loss_curve") and rec["seed"] == 0 and not rec.get("error"):
             curves[rec["method"]] = [tuple(p) for p in rec["loss_curve"]]
     if curves:
-        charts.append(line_chart(curves, title="Training loss (seed 0)", xlabel="step", ylabel="loss"))
+        charts["training_curves.svg"] = line_chart(curves, title="Training loss (seed 0)", xlabel="step", ylabel="loss",
+                                                   width=760, height=360)
+    for name, svg in charts.items():
+        with atomic_path(out / name) as tmp:
+            Path(tmp).write_text(svg)
+
+    def md(at: Path) -> str:
+        rel = Path(os.path.relpath(out, at.parent))
+        text = head + body + [""]
+        text += [f"![{n[:-4]}]({(rel / n).as_posix()})" for n in charts] + [""]
+        text += sig_lines + [""]
+        if dead:
+            text += [f"Left out for lack of signal: {', '.join(s.name for s in dead)}.", ""]
+        text += ["## Reading (generated)", ""] + (reading(table, live, sig) or ["- no evaluation carries signal."]) + [""]
+        if errors:
+            text += ["## Failed cells", ""] + [f"- {r['method']} seed {r['seed']}: {str(r['error'])[:200]}"
+                                               for r in errors] + [""]
+        if notes is not None and notes.exists():
+            text += [notes.read_text().rstrip(), ""]
+        return "\n".join(text) + "\n"
+    for at in [paths["md"]] + ([Path(markdown)] if markdown else []):
+        with atomic_path(at) as tmp:
+            Path(tmp).write_text(md(at))
     html = ["<!doctype html><meta charset='utf-8'><title>tunesift bench</title>",
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
             "td,th{border:1px solid #ccc;padding:3px 6px}</style>",
-            f"<h1>tunesift bench</h1><p>{escape(lines[2])}</p><p>{escape(lines[3])}</p>",
-            table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}")] + charts
+            f"<h1>tunesift bench</h1><p>{escape(head[2])}</p><p>{escape(head[4])}</p>",
+            table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}")] + list(charts.values())
     with atomic_path(paths["html"]) as tmp:
         Path(tmp).write_text("\n".join(html))
     return paths

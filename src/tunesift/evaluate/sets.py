@@ -48,13 +48,32 @@ def subsample(items: list, limit: int | None, seed: int = 0) -> list:
     return [items[i] for i in keep]
 
 
-def load_references(path: str | Path, limit: int | None = None) -> Dataset:
+def load_references(path: str | Path, limit: int | None = None, exclude: frozenset[int] = frozenset()) -> Dataset:
+    """Prompts with reference answers: any dataset file, a FastChat question/reference folder, or
+    Self-Instruct's user-oriented test set (one reference per instance).  ``exclude``: positions in
+    the file left out before the seeded ``limit`` draw (a bench's target-set slice)."""
     path = Path(path)
     if path.is_dir():
         return _fastchat(path, limit)
-    ds = read_dataset(path)
-    return ds.subset(range(len(ds))) if limit is None else ds.subset(
-        [i for i in np.sort(np.random.default_rng(0).choice(len(ds), min(limit, len(ds)), replace=False))])
+    ds = _self_instruct(path) if path.name.startswith("sinstruct") else read_dataset(path)
+    keep = [i for i in range(len(ds)) if i not in exclude]
+    if limit is not None and limit < len(keep):
+        keep = [keep[i] for i in np.sort(np.random.default_rng(0).choice(len(keep), limit, replace=False))]
+    return ds.subset(keep)
+
+
+def _self_instruct(path: Path) -> Dataset:
+    """Self-Instruct's 252 user-oriented tasks: ``{instruction, instances: [{input, output}]}``."""
+    records = []
+    for n, r in _jsonl(path):
+        try:
+            for k, inst in enumerate(r["instances"]):
+                records.append({"instruction": r["instruction"], "input": inst.get("input", ""),
+                                "output": inst["output"], "id": f"{r['id']}#{k}"})
+        except (KeyError, TypeError):
+            raise DataError(path, n, "instances[].output", "missing_field",
+                            "Self-Instruct layout: instruction and instances of {input, output}") from None
+    return from_records(records, name=str(path))
 
 
 def _jsonl(path: Path) -> list[tuple[int, dict]]:

@@ -172,6 +172,7 @@ class EvalSpec:
     name: str
     limit: int | None
     path: Path
+    exclude: frozenset[int] = frozenset()   # positions in the file held out (a bench's target-set slice)
 
 
 @dataclass(frozen=True)
@@ -187,19 +188,31 @@ def _ifeval_rows(spec: EvalSpec) -> list[dict]:
 
 
 def _nll_eval(spec: EvalSpec, lm: LoadedLM, template: str, progress: bool, **_) -> dict:
-    return response_nll(lm, sets.load_references(spec.path, spec.limit), template=template, progress=progress)
+    return response_nll(lm, sets.load_references(spec.path, spec.limit, spec.exclude), template=template,
+                        progress=progress)
+
+
+def _ifeval(spec: EvalSpec, lm: LoadedLM, template: str, progress: bool, batch_size: int = 16, **_) -> dict:
+    return ifeval(lm, _ifeval_rows(spec), template=template, batch_size=batch_size, progress=progress)
+
+
+def _winrate(spec: EvalSpec, lm: LoadedLM, template: str, progress: bool, judge=None, batch_size: int = 16,
+             **_) -> dict:
+    return winrate(lm, sets.load_references(spec.path, spec.limit, spec.exclude), judge or WinrateJudge(), template,
+                   batch_size=batch_size, progress=progress)
 
 
 EVALS: dict[str, EvalDef] = {
     "alpaca_eval_nll": EvalDef("alpaca_eval/alpaca_eval.json", "nll", False, _nll_eval),
     "mt_bench_nll": EvalDef("mt_bench", "nll", False, _nll_eval),
     "vicuna_nll": EvalDef("vicuna_bench", "nll", False, _nll_eval),
-    "alpaca_eval_winrate": EvalDef("alpaca_eval/alpaca_eval.json", "win_rate", True,
-                                   lambda s, lm, t, p, judge=None, **_: winrate(
-                                       lm, sets.load_references(s.path, s.limit), judge or WinrateJudge(), t, progress=p)),
-    "vicuna_winrate": EvalDef("vicuna_bench", "win_rate", True,
-                              lambda s, lm, t, p, judge=None, **_: winrate(
-                                  lm, sets.load_references(s.path, s.limit), judge or WinrateJudge(), t, progress=p)),
+    # Self-Instruct's 252 user-oriented tasks, one reference per instance (the others in
+    # instruct_test_sets/, Koala, LIMA test, Vicuna, WizardLM, carry no reference answers)
+    "sinstruct_nll": EvalDef("instruct_test_sets/sinstruct_test_set.jsonl", "nll", False, _nll_eval),
+    # LIMA's 1,030 curated answers (its train split: held out from any Alpaca pool)
+    "lima_nll": EvalDef("../train/lima/lima_train.json", "nll", False, _nll_eval),
+    "alpaca_eval_winrate": EvalDef("alpaca_eval/alpaca_eval.json", "win_rate", True, _winrate),
+    "vicuna_winrate": EvalDef("vicuna_bench", "win_rate", True, _winrate),
     "mmlu": EvalDef("mmlu", "acc", True,
                     lambda s, lm, t, p, **_: multiple_choice(lm, sets.load_mmlu(s.path, limit=s.limit), progress=p)),
     "mmlu_text": EvalDef("mmlu", "acc_norm", True,
@@ -207,10 +220,11 @@ EVALS: dict[str, EvalDef] = {
                                                                   progress=p)),
     "bbh": EvalDef("bbh", "acc", True,
                    lambda s, lm, t, p, **_: multiple_choice(lm, sets.load_bbh(s.path, limit=s.limit), progress=p)),
-    "ifeval": EvalDef("ifeval/input_data.jsonl", "prompt_strict", True,
-                      lambda s, lm, t, p, **_: ifeval(lm, _ifeval_rows(s), template=t, progress=p)),
+    "ifeval": EvalDef("ifeval/input_data.jsonl", "prompt_strict", True, _ifeval),
+    "ifeval_loose": EvalDef("ifeval/input_data.jsonl", "prompt_loose", True, _ifeval),
     "gsm8k": EvalDef("gsm8k/test.jsonl", "exact_match", True,
-                     lambda s, lm, t, p, **_: gsm8k(lm, sets.load_gsm8k(s.path, limit=s.limit), template=t, progress=p)),
+                     lambda s, lm, t, p, batch_size=16, **_: gsm8k(lm, sets.load_gsm8k(s.path, limit=s.limit), template=t,
+                                                                   batch_size=batch_size, progress=p)),
 }
 
 
@@ -235,10 +249,11 @@ def parse_eval(spec: str, root: str | Path | None) -> EvalSpec:
 
 
 def run_eval(spec: EvalSpec, lm: LoadedLM, template: str = "alpaca", progress: bool = False,
-             judge: WinrateJudge | None = None) -> dict:
+             judge: WinrateJudge | None = None, batch_size: int = 16) -> dict:
+    """``batch_size``: prompts per generation batch (generation evaluations only)."""
     d = EVALS.get(spec.name) or EvalDef("", "nll", False, _nll_eval)
     t = time.perf_counter()
-    out = d.run(spec, lm, template, progress, judge=judge)
+    out = d.run(spec, lm, template, progress, judge=judge, batch_size=batch_size)
     out["seconds"] = time.perf_counter() - t
     return out
 

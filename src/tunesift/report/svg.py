@@ -213,3 +213,41 @@ def hbars(name: str, rows: list[tuple[str, list[float]]], series: list[tuple[str
     out.append(f'<text x="{(L + width - R) / 2}" y="{height - 8}" text-anchor="middle">{escape(xlabel)}</text>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+def forest(name: str, rows: list[tuple[str, float, float]], title: str = "", xlabel: str = "",
+           better: str = "left", width: int = 760, label_width: int = 170) -> str:
+    """Differences with their intervals, one row each (label, difference, half-width; nan: none),
+    around a zero line; a row whose interval excludes zero is drawn solid and coloured by which
+    side is better (``better``: the side of zero that means an improvement)."""
+    if not rows:
+        return line_chart({}, title)
+    row_h, T, B = 18, 30, 40
+    height = T + B + row_h * len(rows)
+    L, R = label_width, 30
+    ends = [d - (e if e == e else 0) for _, d, e in rows] + [d + (e if e == e else 0) for _, d, e in rows] + [0.0]
+    x0, x1 = min(ends), max(ends)
+    pad = (x1 - x0) * 0.05 or 1.0
+    x0, x1 = x0 - pad, x1 + pad
+    sx = lambda v: L + (v - x0) / (x1 - x0) * (width - L - R)  # noqa: E731
+    out = _open(name, title, width, height)
+    out.append(f'<line x1="{sx(0):.1f}" y1="{T - 4}" x2="{sx(0):.1f}" y2="{height - B + 4}" stroke="#555" '
+               'stroke-dasharray="4 3"/>')
+    for t in _ticks(x0, x1):
+        out.append(f'<text x="{sx(t):.1f}" y="{height - B + 18}" text-anchor="middle">{_fmt(t)}</text>')
+    for k, (label, d, e) in enumerate(rows):
+        y = T + k * row_h + row_h / 2
+        has = e == e
+        sig = has and (d - e > 0 or d + e < 0)
+        good = (d < 0) == (better == "left")
+        color = ("#2ca02c" if good else "#d62728") if sig else "#7f7f7f"
+        out.append(f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>')
+        if has:
+            out.append(f'<line class="mark" x1="{sx(d - e):.1f}" y1="{y:.1f}" x2="{sx(d + e):.1f}" y2="{y:.1f}" '
+                       f'stroke="{color}" stroke-width="2"/>')
+        fill = color if sig else "white"
+        out.append(f'<circle class="mark" cx="{sx(d):.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="{color}">'
+                   f'<title>{escape(label)}: {d:+.4g}' + (f' ± {e:.2g}' if has else '') + '</title></circle>')
+    out.append(f'<text x="{(L + width - R) / 2}" y="{height - 8}" text-anchor="middle">{escape(xlabel)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
