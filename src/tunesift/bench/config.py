@@ -76,6 +76,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                         # selection; benchmarks/recipe_sweep.py measures it against other rates and epochs
                         train=dict(method="full", epochs=3, learning_rate=2e-5, batch_size=16, lr_schedule="cosine",
                                    max_length=1024)),
+    # The leaderboard shrunk to what a 2-core CPU runs in a few sessions (the pool first, as the issue
+    # asks, then the evaluation sizes; seeds and methods kept): 400 examples, 40 selected, 8 a step.
+    # Cells under docs/leaderboard/cpu/ are committed as they finish, so later sessions resume.
+    "leaderboard-cpu": dict(pool_sample=400, budget="10%", seeds=3, full_seeds=1, base_model="gemma3-270m",
+                            methods=LEADERBOARD_METHODS, method_models=SMALL_PROXY, target="alpaca_eval_nll:10",
+                            evals=["alpaca_eval_nll:100", "lima_nll:60", "sinstruct_nll:60"],
+                            train=dict(method="full", epochs=3, learning_rate=2e-5, batch_size=8, lr_schedule="cosine",
+                                       max_length=512)),
     # The same protocol on the whole 47k Alpaca pool (pass the reconstruction as the pool), for a GPU;
     # run it at -b 5% and -b 10% into two folders.
     "gpu": dict(budget="5%", seeds=3, full_seeds=1, base_model="gemma3-270m", methods=LEADERBOARD_METHODS,
