@@ -2,7 +2,7 @@
 # The leaderboard (issue 18) on one lent GPU: the `leaderboard` preset's cells, run by parallel bench
 # processes (one per group of methods) that share the GPU, then the cells come back to be committed under
 # docs/leaderboard/ and reported on any machine with
-#   tunesift bench POOL --preset leaderboard --eval-root EVAL --report-only -o docs/leaderboard --markdown docs/leaderboard.md
+#   tunesift bench POOL --preset leaderboard --eval-root EVAL --report-only -o docs/leaderboard/gpu
 # The models cannot be fetched on the device: benchmarks/leaderboard_payload.sh packs them (Gemma 3 270M's
 # GGUF parts, gguf, all-MiniLM-L6-v2, SmolLM2-135M-Instruct) and the data into chunks that earlier calls
 # leave in /root/stash; this script joins them.  Budget: LB_SECONDS for the bench processes (default 420).
@@ -26,7 +26,7 @@ print(sys.argv[1], offline_model_dir(sys.argv[1]), f'{time.time() - t:.0f}s', fl
 done
 wait
 echo "setup took $(( $(date +%s) - T0 ))s"
-LB=docs/leaderboard
+LB=docs/leaderboard/gpu
 COMMON="--preset leaderboard --eval-root $DATA/eval --on-error skip --cache-dir /root/sc"
 POOL=$DATA/train/alpaca/alpaca_reconstructed.jsonl.gz
 BENCH="python3 -c 'from tunesift.cli import app; app()' bench $POOL $COMMON"
