@@ -40,7 +40,11 @@ class Cell:
 def plan_cells(pool: Dataset, specs: list[EvalSpec], config: BenchConfig, output_dir: Path) -> list[Cell]:
     """Every (method, seed) cell with the key of everything that produces it."""
     c = config
-    tcfg = {k: v for k, v in dataclasses.asdict(c.train).items() if k != "seed"}
+    # the settings that differ from TrainConfig's defaults (as a method's parameters are the given ones):
+    # a new setting with a default leaves the finished cells valid
+    default = type(c.train)()
+    tcfg = {f.name: getattr(c.train, f.name) for f in dataclasses.fields(c.train)
+            if f.name != "seed" and getattr(c.train, f.name) != getattr(default, f.name)}
     evals = [(s.name, s.limit, content_key(s.path), sorted(s.exclude)) for s in specs]
     judge = (c.judge_reward_model, c.judge_model) if any(s.name.endswith("winrate") for s in specs) else None
     common = (pool.fingerprint, c.budget, c.base_model, c.score_model, c.template, tcfg, evals, judge, c.target,
