@@ -27,6 +27,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from typing import Annotated, Literal
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,9 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset, Example
 from ..signals.generation import Generator
 from ..models.loading import cache_root
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import Range
 
 log = logging.getLogger("tunesift")
 
@@ -60,20 +62,16 @@ _NUMBER = r"\s*([-+]?\d+(?:\.\d+)?)"
 
 @dataclass
 class AlpaGasusConfig:
-    backend: str = "local"            # local: the run's model | api: an OpenAI-compatible chat server
+    backend: Literal["local", "api"] = "local"   # local: the run's model | api: an OpenAI-compatible chat server
     api_base: str | None = None       # e.g. http://127.0.0.1:8000/v1
     api_model: str | None = None      # the paper: gpt-3.5-turbo-0301
-    dimension: str = "accuracy"       # accuracy (paper, code) | helpfulness (the code's commented-out prompt)
-    max_tokens: int = 16              # the code: 256; the grade is on the first line (greedy: same first tokens)
-    parse_retries: int = 2
+    dimension: Literal[tuple(RATING_PROMPTS)] = "accuracy"   # accuracy (paper, code) | helpfulness (the code's commented-out prompt)
+    max_tokens: Annotated[int, Range(1)] = 16              # the code: 256; the grade is on the first line (greedy: same first tokens)
+    parse_retries: Annotated[int, Range(0)] = 2
 
     def validate(self) -> None:
-        choose(self.backend, ("local", "api"), "backend")
-        choose(self.dimension, tuple(RATING_PROMPTS), "dimension")
         if self.backend == "api" and not (self.api_base and self.api_model):
-            raise TunesiftError("alpagasus backend=api needs api_base and api_model")
-        if self.max_tokens < 1 or self.parse_retries < 0:
-            raise TunesiftError("max_tokens must be >= 1 and parse_retries >= 0")
+            raise TunesiftError("backend=api needs api_base and api_model")
 
 
 def conversation(e: Example, dimension: str = "accuracy") -> list[dict]:

@@ -32,6 +32,7 @@ from ..signals.embeddings import Embedder, LastTokenEmbedder, LMEmbedder, text_o
 from ..signals.likelihood import LikelihoodEngine
 from ._quality import quality_scores
 from .faithfulness import Divergence
+from .params import check, specs
 from .registry import REGISTRY, available_methods, get_method, register  # noqa: F401  (re-exported)
 
 
@@ -133,7 +134,8 @@ class Method:
     paper: ClassVar[str] = ""
     venue: ClassVar[str] = ""
     code: ClassVar[str] = ""
-    needs: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[tuple[str, ...]] = ()    # words of registry.NEEDS, checked at register
+    stages: ClassVar[int | None] = None      # algorithm stages; None: derived from needs at register
     summary: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     default_budget: ClassVar[str | None] = "5%"
@@ -152,9 +154,17 @@ class Method:
                 raise TunesiftError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; valid: {sorted(valid)}")
             config = self.Config(**params)
         self.config = config
+        # The declared types, choices and ranges first (strings from -p converted); then the
+        # Config's own validate(), which keeps only the checks that relate fields to each other.
+        check(self.name, self.config)
         validate = getattr(self.config, "validate", None)
-        if validate:
-            validate()
+        try:
+            if validate:
+                validate()
+        except TunesiftError as e:
+            if str(e).startswith(f"{self.name}:"):
+                raise
+            raise type(e)(f"{self.name}: {e}") from None   # every parameter error names its method
 
     def params(self) -> dict:
         return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else {}
@@ -168,10 +178,10 @@ class Method:
     @classmethod
     def describe(cls) -> dict:
         return {"name": cls.name, "paper": cls.paper, "venue": cls.venue, "code": cls.code,
-                "needs": list(cls.needs), "summary": cls.summary, "default_budget": cls.default_budget,
+                "needs": list(cls.needs), "stages": cls.stages, "summary": cls.summary, "default_budget": cls.default_budget,
                 "cost": cls.cost,
-                "parameters": {f.name: f.default for f in dataclasses.fields(cls.Config)}
-                if dataclasses.is_dataclass(cls.Config) else {}}
+                "parameters": {n: s.default for n, s in specs(cls.Config).items()},
+                "parameter_specs": {n: s.describe() for n, s in specs(cls.Config).items()}}
 
 
 class SetMethod(Method):
@@ -210,7 +220,3 @@ class SetMethod(Method):
         col[picks] = gains
         table["score"] = col
         return picks
-
-def choose(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise TunesiftError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")

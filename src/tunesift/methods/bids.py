@@ -23,6 +23,7 @@ picked for (``bids_task`` names it); ``bids_<task>`` columns hold I_t for up to 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,21 +31,18 @@ import pandas as pd
 from ..data.io import Dataset
 from ..selectors import Budget, balanced_greedy
 from ._influence import InfluenceConfig, base_table, influence, unit, weighted
-from .base import Context, SetMethod, choose, register
+from ._influence import InfluenceLoss, PoolTurns
+from .base import Context, SetMethod, register
 from .faithfulness import Divergence
 
 
 @dataclass
 class BIDSConfig(InfluenceConfig):
-    task_aggregate: str = "mean"      # a task's utility from its target examples' normalised influence: mean | max
+    task_aggregate: Literal["mean", "max"] = "mean"      # a task's utility from its target examples' normalised influence: mean | max
     # BIDS computes LESS's attribution matrix with LESS's code, so it takes LESS's official rules.
-    pool_turns: str = "all"
+    pool_turns: PoolTurns = "all"
     target_eos: bool = False
-    loss_weighting: str = "example"
-
-    def validate(self) -> None:
-        super().validate()
-        choose(self.task_aggregate, ("mean", "max"), "task_aggregate")
+    loss_weighting: InfluenceLoss = "example"
 
 
 def normalise_columns(A: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ PAPER_RULE = {"intercept": 0.0274, "coef": {"reward": -0.0078, "und": 0.4421, "n
 
 @dataclass
 class InstructionMiningConfig:
-    rule: str = "paper"               # paper | file (then rule_file)
+    rule: Literal["paper", "file"] = "paper"   # file: then rule_file
     rule_file: str | None = None
     reward_model: str | None = None
     indicator_fields: str = ""        # record fields to read as indicators, e.g. "und,nat,coh"
@@ -49,8 +50,6 @@ class InstructionMiningConfig:
     k_neighbours: int = 6
 
     def validate(self) -> None:
-        if self.rule not in ("paper", "file"):
-            raise TunesiftError("rule must be 'paper' or 'file'")
         if self.rule == "file" and not self.rule_file:
             raise TunesiftError("rule=file needs rule_file (a JSON rule, e.g. from fit_rule)")
 

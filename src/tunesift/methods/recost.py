@@ -31,21 +31,18 @@ from ..selectors import Budget
 from ..selectors.cluster import kmeans
 from ..signals.embeddings import text_of
 from .base import Context, SetMethod, register
+from .params import Positive
 
 
 @dataclass
 class RECOSTConfig:
     corpus: str | None = None         # trusted knowledge: a dataset file (required)
-    k: int = 2                        # retrieved items per example
+    k: Positive = 2                        # retrieved items per example
     template: str = "alpaca"
     max_length: int = 2048
-    window: int = 100                 # sliding-window size over the combined ranking
-    n_clusters: int = 20
+    window: Positive = 100                 # sliding-window size over the combined ranking
+    n_clusters: Positive = 20
     max_item_chars: int = 1500        # each retrieved item is cut to this many characters
-
-    def validate(self) -> None:
-        if self.k < 1 or self.window < 1 or self.n_clusters < 1:
-            raise TunesiftError("k, window and n_clusters must be positive")
 
 
 def knowledge_prefix(items: list[str]) -> str:

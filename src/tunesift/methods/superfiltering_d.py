@@ -17,6 +17,7 @@ a sparse k-nearest-neighbour kernel (``knn``) to keep memory bounded, and says s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from ..data.io import Dataset, Example
 from ..selectors import Budget, top_k
 from ..selectors.submodular import facility_location, knn_similarity, similarity
 from ..signals.embeddings import Embedder
-from .base import Context, SetMethod, choose, register
+from .base import Context, SetMethod, register
 from .faithfulness import Divergence
 from .superfiltering import Superfiltering
 
@@ -37,12 +38,8 @@ class SuperfilteringDConfig:
     dense_limit: int = 20000
     knn: int = 20
     knn_index: str = "auto"   # the k-NN graph: exact, ivf (inverted file), or auto (exact up to 60,000)
-    embed_length: str = "tokenizer"   # tokenizer: the encoder tokenizer's limit (official) | run: the run's embedder's
-    text: str = "code"                # code: do_fla.py's text | whole: "instruction\ninput\noutput" always
-
-    def validate(self) -> None:
-        choose(self.embed_length, ("tokenizer", "run"), "embed_length")
-        choose(self.text, ("code", "whole"), "text")
+    embed_length: Literal["tokenizer", "run"] = "tokenizer"   # tokenizer: the encoder tokenizer's limit (official) | run: the run's embedder's
+    text: Literal["code", "whole"] = "code"   # code: do_fla.py's text | whole: "instruction\ninput\noutput" always
 
 
 def fla_text(e: Example, text: str = "code") -> str:
