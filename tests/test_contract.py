@@ -81,3 +81,8 @@ def test_cli_methods_name_prints_each_parameter_declaration():
     assert "band = 'low'" in out.output and "one of low, high, middle" in out.output
     bad = CliRunner().invoke(app, ["methods", "nosuch"])
     assert bad.exit_code == 2
+
+
+def test_test_params_name_declared_parameters():
+    for name, cls in available_methods().items():
+        assert set(cls.test_params) <= set(specs(cls.Config)), name

@@ -21,6 +21,8 @@ from .params import Positive, Range, Template
 log = logging.getLogger("tunesift")
 
 
+# The influence methods' conformance-test settings: a tiny warm-up and projection.
+TINY = dict(epochs=2, lora_r=4, lora_alpha=8, proj_dim=32, warmup_fraction=0.5, learning_rate=1e-2, batch_size=2)
 PoolTurns = Literal["run", "all", "last"]
 InfluenceLoss = Literal["token", "example"]
 

@@ -143,6 +143,9 @@ class Method:
     # (rendered into docs/faithfulness.md).
     faithfulness: ClassVar[tuple[Divergence, ...]] = ()
     cost: ClassVar[str] = ""       # what a run costs per example (passes, fine-tunes, API calls): `tunesift methods`
+    # Cheap settings for the conformance test over every method (tests/test_methods.py); a
+    # ``params.Fixture`` value stands for a small file the test writes.
+    test_params: ClassVar[dict] = {}
 
     def __init__(self, config: Any = None, **params: Any):
         if config is not None and params:

@@ -30,10 +30,11 @@ import pandas as pd
 
 from ..data.io import Dataset
 from ..selectors import Budget, balanced_greedy
-from ._influence import InfluenceConfig, base_table, influence, unit, weighted
+from ._influence import TINY, InfluenceConfig, base_table, influence, unit, weighted
 from ._influence import InfluenceLoss, PoolTurns
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
+from .params import Fixture
 
 
 @dataclass
@@ -68,6 +69,7 @@ class BIDS(SetMethod):
     venue = "Findings EMNLP 2025"
     code = "https://github.com/qrdai/LESS (the attribution matrix; no BIDS code found)"
     needs = ("causal_lm", "fine-tuning", "target_set")
+    test_params = dict(target=Fixture("target"), task_field="task", **TINY)
     summary = "LESS attribution matrix, each target column standardised; greedy for the most underserved task."
     faithfulness = (
         Divergence("attribution matrix", "BIDS builds on LESS's code (qrdai/LESS fork); no BIDS code of its own",

@@ -83,6 +83,7 @@ class DiverseEvol(SetMethod):
     venue = "arXiv 2023"
     code = "https://github.com/OFA-Sys/DiverseEvol"
     needs = ("causal_lm", "fine-tuning")
+    test_params = dict(rounds=2, epochs=1)
     summary = "Rounds of: fine-tune on the chosen set, embed the pool with that model, add k-center picks."
     faithfulness = (
         Divergence(topic="examples per step",

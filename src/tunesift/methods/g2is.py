@@ -38,10 +38,10 @@ from ..data.io import Dataset
 from ..selectors import Budget
 from ..selectors.graph_walk import component_budgets, gradient_walk, principal_directions
 from ..selectors.neighbors import knn_graph
-from ._influence import InfluenceConfig, base_table, influence, unit
+from ._influence import TINY, InfluenceConfig, base_table, influence, unit
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
-from .params import Positive, Range
+from .params import Fixture, Positive, Range
 
 log = logging.getLogger("tunesift")
 
@@ -64,6 +64,7 @@ class G2IS(SetMethod):
     venue = "ACL 2025"
     code = "https://github.com/zy125413/G2IS"
     needs = ("causal_lm", "fine-tuning", "target_set")
+    test_params = dict(target=Fixture("target"), graph_k=3, **TINY)
     summary = "LESS gradients; per principal direction of the target's, a graph walk that keeps the set aligned."
     default_budget = "1%"
     faithfulness = (

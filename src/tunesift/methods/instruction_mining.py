@@ -35,6 +35,7 @@ import pandas as pd
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from .base import Context, Method, register
+from .params import Fixture
 
 PAPER_RULE = {"intercept": 0.0274, "coef": {"reward": -0.0078, "und": 0.4421, "nat": -0.3212, "coh": -0.1520}}
 
@@ -118,6 +119,7 @@ class InstructionMining(Method):
     venue = "COLM 2024"
     code = ""
     needs = ("causal_lm", "embedder")
+    test_params = dict(rule="file", rule_file=Fixture("rule"))
     summary = "Linear rule over indicators (reward, lengths, perplexity, MTLD, kNN distance) predicting eval loss."
     higher_is_better = False
 

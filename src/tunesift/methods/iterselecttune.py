@@ -76,6 +76,7 @@ class IterSelectTune(Method):
     venue = "arXiv 2024"
     code = ""
     needs = ("causal_lm", "embedder", "judge")
+    test_params = dict(rounds=2, batch=3, n_clusters=2, max_new_tokens=4)
     stages = 2
     summary = "Judge labels hard instructions in rounds; a classifier + similarity to the hard set score the pool; top 20%."
     default_budget = "20%"

@@ -87,6 +87,7 @@ class LearningPercentage(Method):
     venue = "ACL 2024 Findings"
     code = "https://github.com/dheeraj7596/Small2Large"
     needs = ("causal_lm", "embedder", "fine-tuning")
+    test_params = dict(epochs=2)
     summary = "Fine-tune a small model on the pool; per cluster, keep what it learns last (lowest LP(1))."
     higher_is_better = False
     default_budget = "10%"

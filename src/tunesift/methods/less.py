@@ -42,9 +42,10 @@ from typing import Literal
 import pandas as pd
 
 from ..data.io import Dataset
-from ._influence import InfluenceConfig, InfluenceLoss, PoolTurns, influence, max_over_tasks, per_task
+from ._influence import TINY, InfluenceConfig, InfluenceLoss, PoolTurns, influence, max_over_tasks, per_task
 from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import Fixture
 
 
 @dataclass
@@ -64,6 +65,7 @@ class LESS(Method):
     venue = "ICML 2024"
     code = "https://github.com/princeton-nlp/LESS"
     needs = ("causal_lm", "fine-tuning", "target_set")
+    test_params = dict(target=Fixture("target"), **TINY)
     summary = "LoRA warm-up; cosine of Adam-preconditioned pool gradients with target-task gradients, LR-weighted."
     faithfulness = (
         Divergence(topic="target loss tokens",

@@ -137,6 +137,7 @@ class MIG(SetMethod):
     venue = "Findings of ACL 2025"
     code = "https://github.com/yichengchen24/MIG"
     needs = ("embedder",)
+    test_params = dict(labels_field="keywords")
     summary = "Label graph propagation + concave information over labels; greedy by the linearised gain."
     faithfulness = (
         Divergence(topic="valid-tag whitelist",

@@ -98,6 +98,7 @@ class MoDS(SetMethod):
     venue = "arXiv 2023"
     code = "https://github.com/CASIA-LM/MoDS"
     needs = ("causal_lm", "embedder", "reward_model")
+    test_params = dict(epochs=1, max_new_tokens=8)
     stages = 3
     summary = "Reward-model quality filter, k-center seed set, then what the seed-tuned model still answers badly."
     faithfulness = (

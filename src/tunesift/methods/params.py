@@ -63,6 +63,14 @@ class Aliases:
         return hash(tuple(sorted(self.names.items())))
 
 
+@dataclass(frozen=True)
+class Fixture:
+    """In a method's ``test_params``: a small file the conformance test writes and passes as this
+    parameter (``tests/test_methods.py``'s ``FIXTURES``: target, preferences, corpus, rule)."""
+
+    name: str
+
+
 # Choices several methods share.
 Template = Literal[TEMPLATES + ("auto",)]
 Field = Literal[FIELDS]

@@ -41,7 +41,7 @@ from ..selectors import Budget
 from ..signals.pooled_states import POOLINGS, PooledStates
 from .base import Context, Method, register
 from .faithfulness import Divergence
-from .params import Range
+from .params import Fixture, Range
 
 
 @dataclass
@@ -102,6 +102,7 @@ class RDS(Method):
     venue = "arXiv 2025"
     code = "https://github.com/hamishivi/automated-instruction-selection"
     needs = ("causal_lm", "target_set")
+    test_params = dict(target=Fixture("target"))
     summary = "Position-weighted mean-pooled hidden states; cosine to a target set; round-robin over target examples."
     faithfulness = (
         Divergence(topic="batching and dtype",

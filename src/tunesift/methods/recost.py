@@ -31,7 +31,7 @@ from ..selectors import Budget
 from ..selectors.cluster import kmeans
 from ..signals.embeddings import text_of
 from .base import Context, SetMethod, register
-from .params import Positive
+from .params import Fixture, Positive
 
 
 @dataclass
@@ -85,6 +85,7 @@ class RECOST(SetMethod):
     venue = "Findings of ACL 2024"
     code = ""
     needs = ("causal_lm", "embedder", "target_set")
+    test_params = dict(corpus=Fixture("corpus"), window=4, n_clusters=2)
     summary = "Entropy with vs without retrieved trusted knowledge, two-rank aggregation, sliding-window diverse sampling."
     default_budget = "1%"
 

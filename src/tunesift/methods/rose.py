@@ -43,11 +43,11 @@ import pandas as pd
 
 from ..data.errors import DataError, TunesiftError
 from ..data.io import Dataset, from_records, iter_raw
-from ._influence import InfluenceConfig, influence, max_over_tasks, per_task, renderings
+from ._influence import TINY, InfluenceConfig, influence, max_over_tasks, per_task, renderings
 from ._passes import resolve_template
 from .base import Context, Method, register
 from .faithfulness import Divergence
-from .params import Range
+from .params import Fixture, Range
 
 
 @dataclass
@@ -87,6 +87,7 @@ class ROSE(Method):
     venue = "Findings EMNLP 2025"
     code = "https://github.com/YANGWU001/ROSE"
     needs = ("causal_lm", "fine-tuning", "target_set")   # its target set is preference pairs
+    test_params = dict(target=Fixture("preferences"), task_field="task", **TINY)
     summary = "LESS with DPO-loss gradients of a few-shot preference set as the target direction."
     faithfulness = (
         Divergence(topic="target triple tokenisation",
