@@ -2,14 +2,22 @@
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from tunesift.cli import app
+from tunesift.data import read_dataset
 from tunesift.data.errors import TunesiftError
-from tunesift.methods import Method, available_methods, get_method, register
+from tunesift.data.fingerprint import digest, fingerprint
+from tunesift.methods import Context, Method, available_methods, get_method, register
 from tunesift.methods.params import Aliases, Range, specs
 from tunesift.methods.registry import NEEDS, REGISTRY
+from tunesift.selectors import Budget
+from tunesift.selectors.cluster import kmeans
+from tunesift.selectors.neighbors import knn_graph
+from tunesift.signals.cache import ShardCache
 
 
 @dataclass
@@ -86,3 +94,60 @@ def test_cli_methods_name_prints_each_parameter_declaration():
 def test_test_params_name_declared_parameters():
     for name, cls in available_methods().items():
         assert set(cls.test_params) <= set(specs(cls.Config)), name
+
+
+class _Rows(Method):
+    name = "toy-rows"
+
+    def __init__(self, rows=None):
+        super().__init__()
+        self.rows = rows
+
+    def score(self, data, ctx):
+        n = len(data) if self.rows is None else self.rows
+        return pd.DataFrame({"score": np.arange(n, dtype=float), "eligible": np.ones(n, dtype=int), "reason": ""})
+
+
+def test_run_is_the_template_score_check_select(alpaca_file):
+    data = read_dataset(alpaca_file)
+    m = _Rows()
+    table, idx = m.run(data, Context(), Budget.parse(2))
+    assert m.data_ is data and table["eligible"].dtype == bool and list(idx) == [len(data) - 1, len(data) - 2]
+    assert m.run(data, Context())[1] is None and set(m.timings_) == {"score_s"}
+    with pytest.raises(RuntimeError, match="returned 3 rows"):
+        _Rows(rows=3).run(data, Context(), Budget.parse(2))
+
+
+class _CountingEncoder:
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, texts, desc=""):
+        self.calls += 1
+        return np.random.default_rng(len(texts)).normal(size=(len(texts), 8)).astype(np.float32)
+
+
+def test_context_shares_embeddings_graphs_and_kmeans_within_a_run(alpaca_file):
+    data = read_dataset(alpaca_file)
+    enc = _CountingEncoder()
+    ctx = Context(embedder_obj=enc)
+    X = ctx.embed(data, "whole")
+    assert ctx.embed(data, "whole") is X and enc.calls == 1
+    ctx.embed(data, "instruction")
+    assert enc.calls == 2
+    g = ctx.knn_graph(X, 3)
+    assert ctx.knn_graph(X.copy(), 3) is g      # keyed by content
+    want = knn_graph(X, k=3)
+    assert np.array_equal(g[0], want[0]) and np.allclose(g[1], want[1])
+    assert ctx.knn_graph(X, 4) is not g
+    labels, _ = ctx.kmeans(X, 2)
+    assert ctx.kmeans(X, 2, seed=ctx.seed)[0] is labels
+    assert np.array_equal(labels, kmeans(X, 2, seed=0)[0])
+
+
+def test_one_fingerprint_scheme():
+    assert ShardCache.key(b"ab", b"c") == digest(b"ab", b"c") != digest(b"a", b"bc")
+    assert fingerprint("x", 1, {"b": 2, "a": 1}) == fingerprint("x", 1, {"a": 1, "b": 2})
+    assert len(fingerprint("x")) == 16 and len(fingerprint("x", length=40)) == 40
+    a = np.zeros((2, 3), dtype=np.float32)
+    assert digest(a) != digest(a.reshape(3, 2)) and digest(a) == digest(a.copy())

@@ -21,7 +21,6 @@ request), then left without a score, ineligible, and counted -- never scored -1 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.errors import TunesiftError
+from ..data.fingerprint import fingerprint
 from ..data.io import Dataset, Example
 from ..signals.generation import Generator
 from ..models.loading import cache_root
@@ -205,8 +205,7 @@ class AlpaGasus(Method):
 
         def ask(convs: list[list[dict]], attempt: int) -> list[str]:
             prompts = [render(c) for c in convs]
-            keys = [hashlib.sha256(json.dumps([lm.fingerprint, lm.dtype, p, cfg.max_tokens, attempt]).encode())
-                    .hexdigest() for p in prompts]
+            keys = [fingerprint(lm.fingerprint, lm.dtype, p, cfg.max_tokens, attempt, length=64) for p in prompts]
             out = [cache.get(k) for k in keys]
             miss = [i for i, a in enumerate(out) if a is None]
             if miss:

@@ -101,7 +101,8 @@ class DiverseEvol(SetMethod):
     )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        self.data_ = data
+        # Everything happens in select (the rounds fine-tune on chosen sets); it reads the
+        # dataset from ``data_``, which Method.run sets.
         n = len(data)
         return pd.DataFrame({"score": np.full(n, np.nan), "eligible": np.ones(n, dtype=bool), "reason": ""})
 

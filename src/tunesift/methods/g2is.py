@@ -37,7 +37,6 @@ import pandas as pd
 from ..data.io import Dataset
 from ..selectors import Budget
 from ..selectors.graph_walk import component_budgets, gradient_walk, principal_directions
-from ..selectors.neighbors import knn_graph
 from ._influence import TINY, InfluenceConfig, base_table, influence, unit
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
@@ -111,7 +110,7 @@ class G2IS(SetMethod):
         pool = self.pool(table)
         k = min(self.budget_count(budget, len(table)), len(pool))
         F = self.features_[pool]
-        nb, _ = knn_graph(F, k=min(c.graph_k + 1, len(pool)), metric="cosine")
+        nb, _ = (ctx or Context()).knn_graph(F, min(c.graph_k + 1, len(pool)), metric="cosine")   # the run's shared graph
         B = component_budgets(self.component_weights_, k)
         local, comp = gradient_walk(F, self.components_, B, nb, c.delta, c.anchor_pool)
         picks = pool[local]

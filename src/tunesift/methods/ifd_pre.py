@@ -54,7 +54,6 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.loading import cache_root, load_causal_lm
 from ..models.templates import Rendered, render_conversation
-from ..selectors.cluster import kmeans
 from ..signals.pooled_states import PooledStates
 from ._passes import resolve_template
 from .base import Context, register
@@ -162,7 +161,7 @@ class IFDPre(IFD):
                            cache_dir=ctx.cache_dir, use_cache=ctx.use_cache, progress=ctx.progress,
                            runner=ctx.runner()).encode_ids(ids, desc=f"{self.name}: instruction embeddings")
         k = c.clusters or scaled_clusters(len(data))
-        labels, _ = kmeans(np.asarray(emb, dtype=np.float32), k, seed=ctx.seed)
+        labels, _ = ctx.kmeans(np.asarray(emb, dtype=np.float32), k)
         picks = middle_band_sample(labels, ppl, c.per_cluster, c.low_pct, c.high_pct)
         self.pre_sample_ = picks
         log.info("%s: pre-experience sample of %d examples from %d clusters", self.name, len(picks), k)

@@ -34,6 +34,7 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
+from ..selectors.neighbors import knn_graph
 from .base import Context, Method, register
 from .params import Fixture
 
@@ -77,16 +78,15 @@ def mtld(text: str, threshold: float = 0.72) -> float:
     return (one_way(words) + one_way(words[::-1])) / 2
 
 
-def knn_distance(X: np.ndarray, k: int = 6, chunk: int = 2048, index: str = "auto") -> np.ndarray:
+def knn_distance(X: np.ndarray, k: int = 6, chunk: int = 2048, index: str = "auto", graph=None) -> np.ndarray:
     """Mean Euclidean distance of each row to its k nearest other rows: exact up to 60,000 rows, an
-    inverted-file index above (``knn_graph``), so the indicator stays usable on a large pool."""
-    from ..selectors.neighbors import knn_graph
-
+    inverted-file index above (``knn_graph``), so the indicator stays usable on a large pool.
+    ``graph``: what builds the graph (a run's ``Context.knn_graph``, shared); default ``knn_graph``."""
     X = np.asarray(X, dtype=np.float32)
     k = min(k, len(X) - 1)
     if k <= 0:
         return np.zeros(len(X))
-    nbr, dist = knn_graph(X, k + 1, metric="euclidean", index=index, chunk=chunk, distances=True)
+    nbr, dist = (graph or knn_graph)(X, k + 1, metric="euclidean", index=index, chunk=chunk, distances=True)
     # drop each row itself (usually first; with exact duplicates it may sit anywhere, or be absent)
     own = nbr == np.arange(len(X))[:, None]
     drop = np.where(own.any(1), own.argmax(1), k)
@@ -153,7 +153,7 @@ class InstructionMining(Method):
         if "reward" in needed:
             ind["reward"] = self._reward(data, ctx)
         if "knn6" in needed:
-            ind["knn6"] = knn_distance(ctx.embed(data, "instruction_input"), cfg.k_neighbours)
+            ind["knn6"] = knn_distance(ctx.embed(data, "instruction_input"), cfg.k_neighbours, graph=ctx.knn_graph)
         return ind
 
     def _reward(self, data: Dataset, ctx: Context) -> np.ndarray:

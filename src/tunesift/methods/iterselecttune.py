@@ -31,7 +31,6 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.generate import prompts_of
 from ..signals.generation import Generator
-from ..selectors.cluster import kmeans
 from ._judging import PairJudge, question_text
 from .base import Context, Method, register
 from .params import Positive, Range
@@ -89,7 +88,7 @@ class IterSelectTune(Method):
         rng = np.random.default_rng(ctx.seed)
         X = ctx.embed(data, "instruction_input")
         n = len(data)
-        labels_c, _ = kmeans(X, min(cfg.n_clusters, n), seed=ctx.seed)
+        labels_c, _ = ctx.kmeans(X, min(cfg.n_clusters, n))
         lm = ctx.causal_lm()
         questions = [question_text(e) for e in data.examples]
         y = np.full(n, -1)                 # -1 unlabelled, 1 hard, 0 easy

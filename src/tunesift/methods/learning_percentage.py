@@ -47,7 +47,7 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.templates import render_conversation, with_eos
 from ..selectors import Budget
-from ..selectors.cluster import kmeans, lowest_per_cluster, proportional_quotas
+from ..selectors.cluster import lowest_per_cluster, proportional_quotas
 from ._passes import resolve_template
 from .base import Context, Method, register
 from .faithfulness import Divergence
@@ -152,7 +152,7 @@ class LearningPercentage(Method):
 
         X = ctx.embedder().encode([embed_text(e) for e in data.examples], desc="embedding for clusters")
         k = c.n_clusters or min(1000, max(1, round(len(data) / 50)))
-        labels, _ = kmeans(X, min(k, len(data)), seed=ctx.seed)
+        labels, _ = ctx.kmeans(X, min(k, len(data)))
         table["cluster"] = labels
         return table
 

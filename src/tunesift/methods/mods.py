@@ -51,7 +51,7 @@ from ..selectors.kcenter import kcenter_greedy
 from ._judging import PairJudge, question_text
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
-from .params import LossWeighting, Positive, Range, TrainMethod
+from .params import Field, LossWeighting, Positive, Range, TrainMethod
 
 log = logging.getLogger("tunesift")
 
@@ -63,7 +63,7 @@ class MoDSConfig:
     beta: float | None = None         # necessity threshold (None: -1.0 for a reward model, 3.0 for the rating judge)
     seed_fraction: Annotated[float, Range(0, 1, lo_open=True)] = 0.25
     fill: Literal["budget", "threshold"] = "budget"   # budget: fill up to the budget; threshold: every example below beta
-    field: str = "instruction"        # what is embedded for the seed set (the code: the instruction alone)
+    field: Field = "instruction"        # what is embedded for the seed set (the code: the instruction alone)
     # seed-model fine-tuning: the official recipe (train/run.sh), the step scaled to the seed set
     train_method: TrainMethod = "full"
     epochs: float = 3.0
@@ -144,8 +144,7 @@ class MoDS(SetMethod):
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         alpha, _ = self._thresholds()
         q = self._reward(ctx, [question_text(e) for e in data.examples], [e.response for e in data.examples])
-        self.data_ = data
-        self.embeddings_ = ctx.embed(data, self.config.field)
+        self.embeddings_ = ctx.embed(data, self.config.field)   # the dataset: data_, from Method.run
         eligible = q > alpha
         return pd.DataFrame({"score": np.nan, "quality": q, "eligible": eligible,
                              "reason": np.where(eligible, "", f"quality <= {alpha:g}")})

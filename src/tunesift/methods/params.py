@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import os
 import types
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import numpy as np
 
 from ..data.errors import TunesiftError
 from ..models.templates import TEMPLATES
@@ -77,6 +80,7 @@ Field = Literal[FIELDS]
 TrainMethod = Literal["full", "lora"]
 LossWeighting = Literal["group", "token", "example"]
 Positive = Annotated[int, Range(1)]
+KnnIndex = Literal["auto", "exact", "ivf", "faiss"]   # selectors.neighbors.knn_graph's indexes
 
 
 @dataclass(frozen=True)
@@ -184,11 +188,11 @@ def checked(method: str, spec: Spec, value: Any) -> Any:
     if isinstance(value, str) and value in spec.aliases:
         value = spec.aliases[value]
     if spec.kind is bool:
-        ok = isinstance(value, bool)
-    elif spec.kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = isinstance(value, (bool, np.bool_))
+    elif spec.kind is int:       # NumPy integers too (numbers.Integral), not bools
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     elif spec.kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
     elif spec.kind is str:
         ok = isinstance(value, (str, os.PathLike))   # a path object is a path
     else:

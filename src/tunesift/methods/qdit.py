@@ -25,7 +25,7 @@ from ..selectors import Budget
 from ..selectors.submodular import facility_location, knn_similarity, similarity
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
-from .params import Field, Range
+from .params import Field, KnnIndex, Range
 
 
 @dataclass
@@ -35,7 +35,7 @@ class QDITConfig:
     field: Field = "instruction_input"
     dense_limit: int = 20000
     knn: int = 20
-    knn_index: str = "auto"   # the k-NN graph: exact, ivf (inverted file), or auto (exact up to 60,000)
+    knn_index: KnnIndex = "auto"   # the k-NN graph: exact, ivf (inverted file), or auto (exact up to 60,000)
     diversity_scale: Literal["mean", "sum"] = "mean"   # mean: coverage / pool size, on q's [0, 1] scale | sum: unnormalised
 
 
@@ -69,7 +69,8 @@ class QDIT(SetMethod):
             S = w * similarity(X, metric="cosine")
             local, gains = facility_location(S, k, modular=c.alpha * self.quality_[pool], return_gains=True)
         else:
-            ip, rows, vals = knn_similarity(X, c.knn, "cosine", index=c.knn_index)
+            ip, rows, vals = knn_similarity(X, c.knn, "cosine", index=c.knn_index,
+                                            graph=(ctx or Context()).knn_graph(X, c.knn, "cosine", index=c.knn_index))
             local, gains = facility_location(sparse=(ip, rows, w * vals), k=k,
                                              modular=c.alpha * self.quality_[pool], return_gains=True)
         return self.record(table, pool[local], gains)

@@ -28,7 +28,6 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset, read_dataset
 from ..models.templates import Rendered, render_conversation
 from ..selectors import Budget
-from ..selectors.cluster import kmeans
 from ..signals.embeddings import text_of
 from .base import Context, SetMethod, register
 from .params import Fixture, Positive
@@ -121,7 +120,7 @@ class RECOST(SetMethod):
         k = self.budget_count(budget, len(table))
         pool = self.pool(table)
         order = pool[np.lexsort((pool, -table["score"].to_numpy()[pool]))]
-        labels_pool, _ = kmeans(self.embeddings_[pool], min(self.config.n_clusters, len(pool)), seed=ctx.seed)
+        labels_pool, _ = (ctx or Context()).kmeans(self.embeddings_[pool], min(self.config.n_clusters, len(pool)))
         labels = np.full(len(table), -1, dtype=int)
         labels[pool] = labels_pool
         table["cluster"] = labels
