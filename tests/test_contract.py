@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tunesift.cli import app
+from tunesift.cli import RunOptions, app
 from tunesift.data import read_dataset
 from tunesift.data.errors import TunesiftError
 from tunesift.data.fingerprint import digest, fingerprint
@@ -151,3 +151,11 @@ def test_one_fingerprint_scheme():
     assert len(fingerprint("x")) == 16 and len(fingerprint("x", length=40)) == 40
     a = np.zeros((2, 3), dtype=np.float32)
     assert digest(a) != digest(a.reshape(3, 2)) and digest(a) == digest(a.copy())
+
+
+def test_cli_p_values_reach_the_method_as_text_and_convert_by_declared_type():
+    kw = RunOptions(method="ifd", param=["max_length=512", "variant=ppl_ratio", "strict=true", "direct_prefix=7"]
+                    ).run_kwargs()
+    assert kw["max_length"] == 512 and kw["strict"] == "true" and kw["direct_prefix"] == "7"   # a run option is parsed
+    c = get_method("ifd")(**{k: kw[k] for k in ("variant", "strict", "direct_prefix")}).config
+    assert (c.variant, c.strict, c.direct_prefix) == ("ppl_ratio", True, "7")

@@ -194,9 +194,9 @@ class Method:
             if validate:
                 validate()
         except TunesiftError as e:
-            if str(e).startswith(f"{self.name}:"):
+            if type(e) is not TunesiftError or str(e).startswith(f"{self.name}:"):
                 raise
-            raise type(e)(f"{self.name}: {e}") from None   # every parameter error names its method
+            raise TunesiftError(f"{self.name}: {e}") from None   # every parameter error names its method
 
     def params(self) -> dict:
         return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else {}
