@@ -11,6 +11,7 @@ import torch
 import tunesift
 from tunesift.api import SCHEMA
 from tunesift.methods import available_methods
+from tunesift.methods.params import Fixture
 
 from .conftest import ALPACA
 
@@ -107,25 +108,6 @@ def test_random_is_seeded(alpaca_file):
     assert list(a) == list(b) and len(a) == 3 and set(a) != set(c)
 
 
-# Methods that train or generate inside selection: the same code paths, smaller settings.
-LIGHT = {"mods": lambda tmp: dict(epochs=1, max_new_tokens=8),
-         "learning-percentage": lambda tmp: dict(epochs=2),
-         "diverseevol": lambda tmp: dict(rounds=2, epochs=1),
-         "less": lambda tmp: dict(target=str(_target_set(tmp)), epochs=2, lora_r=4, lora_alpha=8, proj_dim=32,
-                                  warmup_fraction=0.5, learning_rate=1e-2, batch_size=2),
-         "g2is": lambda tmp: dict(target=str(_target_set(tmp)), epochs=2, lora_r=4, lora_alpha=8, proj_dim=32,
-                                  warmup_fraction=0.5, learning_rate=1e-2, batch_size=2, graph_k=3),
-         "rose": lambda tmp: dict(target=str(_preference_set(tmp)), task_field="task", epochs=2, lora_r=4,
-                                  lora_alpha=8, proj_dim=32, warmup_fraction=0.5, learning_rate=1e-2, batch_size=2),
-         "bids": lambda tmp: dict(target=str(_target_set(tmp)), task_field="task", epochs=2, lora_r=4, lora_alpha=8,
-                                  proj_dim=32, warmup_fraction=0.5, learning_rate=1e-2, batch_size=2),
-         "instruction-mining": lambda tmp: dict(rule="file", rule_file=str(_rule(tmp))),
-         "recost": lambda tmp: dict(corpus=str(_corpus(tmp)), window=4, n_clusters=2),
-         "iterselecttune": lambda tmp: dict(rounds=2, batch=3, n_clusters=2, max_new_tokens=4),
-         "mig": lambda tmp: dict(labels_field="keywords"),
-         "rds": lambda tmp: dict(target=str(_target_set(tmp)))}
-
-
 def _target_set(tmp):
     p = tmp / "target.jsonl"
     p.write_text("\n".join(json.dumps({"instruction": q, "input": "", "output": a, "task": t}) for q, a, t in [
@@ -156,6 +138,15 @@ def _rule(tmp):
     return p
 
 
+# The files a method's test_params name with params.Fixture.
+FIXTURES = {"target": _target_set, "preferences": _preference_set, "corpus": _corpus, "rule": _rule}
+
+
+def light_params(cls, tmp):
+    """The class's own cheap settings (``Method.test_params``), its fixture files written to ``tmp``."""
+    return {k: str(FIXTURES[v.name](tmp)) if isinstance(v, Fixture) else v for k, v in cls.test_params.items()}
+
+
 @pytest.mark.parametrize("name", sorted(available_methods()))
 def test_conformance_every_method(name, tiny_llama, tiny_embedder, alpaca_file, tmp_path):
     """One fixed schema, deterministic selection, budget respected, outputs written for every method."""
@@ -164,7 +155,7 @@ def test_conformance_every_method(name, tiny_llama, tiny_embedder, alpaca_file, 
     if "template" in cls.describe()["parameters"] and cls.describe()["parameters"]["template"] in ("auto", "chat"):
         kw["template"] = "alpaca"   # the tiny tokenizer has no chat template
     budget = 3 if name != "superfiltering-d" else 1   # its pool is the top 20% by IFD: 1 of 8 here
-    kw.update(LIGHT[name](tmp_path) if name in LIGHT else {})
+    kw.update(light_params(cls, tmp_path))
     res = tunesift.select(alpaca_file, name, budget, output=tmp_path / "sel.jsonl", **kw)
     t = res.table
     assert list(t.columns[: len(SCHEMA)]) == list(SCHEMA)

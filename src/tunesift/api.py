@@ -149,7 +149,7 @@ def score(data: Any, method: str | Method = "ifd", *, model: str | None = None,
                  on_error=on_error, format=format, turns=turns, seed=seed, limit=limit,
                  trust_remote_code=trust_remote_code, lm=lm, embedder=embedder, engine_options=engine_options,
                  workers=workers, ray_address=ray_address, shard=shard, threads_per_worker=threads_per_worker,
-                 runner=runner, **params)
+                 runner=runner, budget=False, **params)[0]
     res.context.close()
     if output is not None and res.partial is None:
         _write_table(res.table, output)
@@ -158,11 +158,14 @@ def score(data: Any, method: str | Method = "ifd", *, model: str | None = None,
 
 def _score(data, method, *, model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress,
            on_error, format, turns, seed, limit, trust_remote_code, lm, embedder, engine_options, workers,
-           ray_address, shard, threads_per_worker, runner, **params) -> ScoreResult:
+           ray_address, shard, threads_per_worker, runner, budget=None, **params):
+    """Method.run on the data: (scores, selected indices, the budget); ``budget`` None: the method's
+    default; False: score only (no indices)."""
     # Everything that can be wrong with the run's options fails here, before the data is read.
     m = method if isinstance(method, Method) else get_method(method)(**params)
     if isinstance(method, Method) and params:
         raise TunesiftError("pass method parameters either in the Method object or as keywords, not both")
+    b = None if budget is False else Budget.parse(budget if budget is not None else m.default_budget)
     ctx = _context(model, device, dtype, batch_tokens, max_length, cache_dir, use_cache, progress,
                    trust_remote_code, turns, seed, lm, embedder, engine_options, workers, ray_address, shard,
                    threads_per_worker, runner)
@@ -174,10 +177,10 @@ def _score(data, method, *, model, device, dtype, batch_tokens, max_length, cach
         ctx.close()
         raise
     t_read = time.perf_counter() - t0
-    t1 = time.perf_counter()
     partial = None
+    idx = None
     try:
-        table = m.score(ds, ctx)
+        table, idx = m.run(ds, ctx, b)
     except Exception as e:
         if ctx.shard is None or isinstance(e, TunesiftError):
             ctx.close()
@@ -187,20 +190,19 @@ def _score(data, method, *, model, device, dtype, batch_tokens, max_length, cach
         log.warning("--shard %s: %s's steps after its per-example passes need every slice (%s: %s); "
                     "this slice's passes are cached", ctx.shard, m.name, type(e).__name__, e)
         table = pd.DataFrame({"score": np.full(len(ds), np.nan), "eligible": False, "reason": "other slice"})
+        m.timings_ = {}
     except BaseException:
         ctx.close()
         raise
     if ctx.shard is not None:
         partial = f"slice {ctx.shard}"
-    if len(table) != len(ds):
-        raise RuntimeError(f"method {m.name} returned {len(table)} rows for {len(ds)} examples")
     front = pd.DataFrame({"id": [e.id for e in ds.examples], "index": np.arange(len(ds)),
                           "line": [e.line for e in ds.examples]})
     table = pd.concat([front, table.reset_index(drop=True)], axis=1)
     table["eligible"] = table["eligible"].astype(bool)
     table["reason"] = table["reason"].astype(str)
     table = table[list(SCHEMA) + [c for c in table.columns if c not in SCHEMA]]
-    return ScoreResult(table, ds, m, ctx, {"read_s": t_read, "score_s": time.perf_counter() - t1}, partial, source)
+    return ScoreResult(table, ds, m, ctx, {"read_s": t_read, **m.timings_}, partial, source), idx, b
 
 
 def select(data: Any, method: str | Method = "ifd", budget: Any = None, *,
@@ -224,16 +226,11 @@ def select(data: Any, method: str | Method = "ifd", budget: Any = None, *,
                 trust_remote_code=False, lm=None, embedder=None, engine_options=None, workers=0,
                 ray_address=None, shard=None, threads_per_worker=None, runner=None)
     opts.update(kwargs)
-    res = _score(data, method, **opts)
+    # Global steps (budgets, k-center, facility location, ...) run in the method's select, over the
+    # gathered arrays; some still run per-example passes there (DiverseEvol's rounds), on the workers.
+    res, idx, b = _score(data, method, budget=budget, **opts)
     m = res.method
-    try:
-        b = Budget.parse(budget if budget is not None else m.default_budget)
-        t1 = time.perf_counter()
-        # Global steps (budgets, k-center, facility location, ...) run here, over the gathered arrays;
-        # some methods still run per-example passes in select (DiverseEvol's rounds): keep the workers.
-        idx = np.asarray(m.select(res.table, b, res.context), dtype=np.int64)
-    finally:
-        res.context.close()
+    res.context.close()
     table = res.table
     selected = np.zeros(len(table), dtype=bool)
     selected[idx] = True
@@ -245,7 +242,6 @@ def select(data: Any, method: str | Method = "ifd", budget: Any = None, *,
     table["why"] = np.where(selected, "", np.where(table["eligible"], "outside the budget", table["reason"]))
     out = SelectionResult(table, res.dataset, m, res.context, dict(res.timings), source=res.source, budget=b,
                           selected_indices=idx)
-    out.timings["select_s"] = time.perf_counter() - t1
     out.timings["total_s"] = time.perf_counter() - t0
     X = getattr(m, "embeddings_", None)
     if X is not None and len(X) == len(table) and len(idx):

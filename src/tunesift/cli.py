@@ -59,13 +59,15 @@ def _parse_value(v: str):
     return v
 
 
-def _params(items: Optional[List[str]]) -> dict:
+def _params(items: Optional[List[str]], typed: bool = True) -> dict:
+    """``key=value`` items as a dict; ``typed=False`` keeps the values as text, for a method to
+    convert by its declared parameter types (``-p models=7b`` stays a string)."""
     out = {}
     for it in items or []:
         if "=" not in it:
             raise TunesiftError(f"-p expects key=value, got {it!r}")
         k, v = it.split("=", 1)
-        out[k.strip().replace("-", "_")] = _parse_value(v.strip())
+        out[k.strip().replace("-", "_")] = _parse_value(v.strip()) if typed else v.strip()
     return out
 
 
@@ -126,13 +128,17 @@ class RunOptions:
         return not self.quiet   # a bar on a terminal, else a line every ~30 s
 
     def run_kwargs(self) -> dict:
-        """The keywords of ``api.score`` / ``api.select``: run options, then -p method parameters."""
-        return _merged(dict(workers=self.workers, ray_address=self.ray_address, threads_per_worker=self.threads,
-                            embedder=self.embedder, model=self.model, device=self.device, dtype=self.dtype,
-                            batch_tokens=self.batch_tokens, max_length=self.max_length, cache_dir=self.cache_dir,
-                            use_cache=not self.no_cache, on_error=self.on_error, format=self.format,
-                            turns=self.turns, seed=self.seed, limit=self.limit, progress=self.progress,
-                            trust_remote_code=self.trust_remote_code), _params(self.param))
+        """The keywords of ``api.score`` / ``api.select``: run options, then -p method parameters.
+        A -p value stays text unless it names a run option: the method converts it by the type its
+        Config declares (``methods/params.py``), and its error names the parameter and its choices."""
+        common = dict(workers=self.workers, ray_address=self.ray_address, threads_per_worker=self.threads,
+                      embedder=self.embedder, model=self.model, device=self.device, dtype=self.dtype,
+                      batch_tokens=self.batch_tokens, max_length=self.max_length, cache_dir=self.cache_dir,
+                      use_cache=not self.no_cache, on_error=self.on_error, format=self.format,
+                      turns=self.turns, seed=self.seed, limit=self.limit, progress=self.progress,
+                      trust_remote_code=self.trust_remote_code)
+        params = {k: _parse_value(v) if k in common else v for k, v in _params(self.param, typed=False).items()}
+        return _merged(common, params)
 
 
 _DEFAULTS = {f.name: f.default for f in fields(RunOptions)}
@@ -200,10 +206,13 @@ def takes(*names: str):
 
 
 @app.command()
-def methods(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+def methods(name: Optional[str] = typer.Argument(None, help="One method: every parameter, its choices or range."),
+            verbose: bool = typer.Option(False, "--verbose", "-v", help="Every parameter's choices or range."),
+            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """List every method: its paper, what it needs, its default budget and parameters."""
-    from .methods import available_methods
-    infos = [cls.describe() for cls in available_methods().values()]
+    from .methods import available_methods, get_method
+    classes = [_run(lambda: get_method(name))] if name else list(available_methods().values())
+    infos = [cls.describe() for cls in classes]
     if as_json:
         typer.echo(json.dumps(infos, indent=2, default=str))
         return
@@ -214,7 +223,13 @@ def methods(as_json: bool = typer.Option(False, "--json", help="Machine-readable
         c.print(f"    needs: {', '.join(i['needs']) or 'nothing'}   default budget: {i['default_budget']}")
         if i.get("cost"):
             c.print(f"    cost: {i['cost']}")
-        c.print("    parameters: " + ", ".join(f"{k}={v!r}" for k, v in i["parameters"].items()))
+        if name or verbose:
+            # the declarations the parameters are checked against (methods/params.py)
+            c.print("    parameters:")
+            for k, spec in i["parameter_specs"].items():
+                c.print(f"      {k} = {spec['default']!r}   [dim]{spec['accepts']}[/]", highlight=False)
+        else:
+            c.print("    parameters: " + ", ".join(f"{k}={v!r}" for k, v in i["parameters"].items()))
         if i["code"]:
             c.print(f"    code: {i['code']}")
 

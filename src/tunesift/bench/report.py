@@ -16,6 +16,7 @@ from .. import __version__
 from ..data.writers import atomic_path
 from ..evaluate.tasks import EvalSpec, headline
 from ..methods import get_method
+from ..methods.registry import MODEL_NEEDS
 from ..report.svg import forest, line_chart
 from .config import BASE, FULL, RANDOM, BenchConfig
 from .plan import Cell
@@ -42,9 +43,9 @@ def feasibility(methods: list[str]) -> dict[str, dict]:
         if m in (FULL, BASE):
             continue
         cls = get_method(m)
-        needs = set(getattr(cls, "needs", ()))
-        models = len(needs & {"causal_lm", "embedder", "quality", "judge", "reward_model"})
-        stages = 1 + int(bool(getattr(cls, "stages", 0)) or (models > 1))
+        needs = set(cls.needs)    # registry.NEEDS words (checked at register)
+        models = len(needs & MODEL_NEEDS)
+        stages = 1 + int(cls.stages > 1)
         simplicity = 2 * models + stages + 0
         flexibility = 3 * int(models > 0) + 2 * int("target_set" in needs) + int("api_judge" in needs)
         info[m] = {"simplicity_penalty": simplicity, "flexibility_penalty": flexibility}

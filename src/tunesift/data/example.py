@@ -1,12 +1,12 @@
 """The canonical example and dataset that every reader produces and every method consumes."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from .errors import DataError, SkipReport
+from .fingerprint import fingerprint
 
 CONTAINERS = ("json", "jsonl", "jsonl.gz", "json.gz", "parquet", "csv")
 
@@ -71,6 +71,6 @@ class Dataset:
 
     def subset(self, indices: Iterable[int]) -> "Dataset":
         ex = [self.examples[i] for i in indices]
-        h = hashlib.sha256((self.fingerprint + ",".join(e.id for e in ex)).encode()).hexdigest()[:16]
+        h = fingerprint(self.fingerprint, [e.id for e in ex])
         return Dataset(self.path, self.container, self.format, ex, h, self.skipped, self.read_total)
 

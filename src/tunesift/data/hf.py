@@ -8,12 +8,12 @@ Files stay with tunesift's own readers: line-level errors and writing back in th
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import DataError, TunesiftError
 from .example import Dataset
+from .fingerprint import fingerprint as fingerprint_of
 from .readers import MAX_EXAMPLE_BYTES, _build, read_dataset
 
 HF_PREFIX = "hf:"
@@ -85,19 +85,19 @@ def from_hf(obj: Any, name: str | None = None, format: str | None = None, on_err
         n = len(obj) if limit is None else min(limit, len(obj))
         # through Arrow: NaN becomes None and nested columns plain lists, as a file's records are
         records = pa.Table.from_pandas(obj.iloc[:n], preserve_index=False).to_pylist()
-        key = hashlib.sha256(pd_fingerprint(obj).encode()).hexdigest()
+        key = pd_fingerprint(obj)
         name, container = name or "<pandas.DataFrame>", "pandas"
     elif is_hf(obj):
         obj = one_split(obj)
         part = obj if limit is None or limit >= len(obj) else obj.select(range(limit))
         records = part.to_list()
-        key = getattr(obj, "_fingerprint", None) or hashlib.sha256(repr(records).encode()).hexdigest()
+        key = getattr(obj, "_fingerprint", None) or fingerprint_of(repr(records))
         name, container = name or "<datasets.Dataset>", "hf"
     else:
         raise TunesiftError(f"expected a datasets.Dataset or a pandas.DataFrame, got {type(obj).__name__}")
     if not records:
         raise DataError(name, None, None, "empty", "no rows")
-    fingerprint = hashlib.sha256(f"{container}|{key}".encode()).hexdigest()
+    fingerprint = fingerprint_of(container, key, length=40)
     return _build(name, container, fingerprint, iter(enumerate(records, 1)), format, on_error, MAX_EXAMPLE_BYTES,
                   limit)
 

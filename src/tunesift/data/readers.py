@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from .errors import DataError, SkipReport
 from .example import Dataset, Example, container_of
 from .formats import FORMATS, Format, Normalised, detect_format
+from .fingerprint import fingerprint as fingerprint_of
 
 MAX_EXAMPLE_BYTES = 1_000_000
 ID_KEYS = ("id", "idx", "uid", "question_id", "key")
@@ -146,7 +147,7 @@ def iter_raw(path: str | Path, max_example_bytes: int = MAX_EXAMPLE_BYTES) -> tu
     container = container_of(path)
     with open(path, "rb") as f:
         data = f.read()
-    fingerprint = hashlib.sha256(data).hexdigest()[:16]
+    fingerprint = fingerprint_of(data)
     if container in ("jsonl.gz", "json.gz"):
         try:
             data = gzip.decompress(data)
@@ -181,7 +182,7 @@ def read_dataset(path: str | Path, format: str | None = None, on_error: str = "r
 def from_records(records: list[dict], name: str = "<memory>", format: str | None = None,
                  on_error: str = "raise") -> Dataset:
     """A Dataset from in-memory records (line = position + 1), validated like a file."""
-    fingerprint = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+    fingerprint = fingerprint_of(records, length=40)
     return _build(name, "jsonl", fingerprint, iter(enumerate(records, 1)), format, on_error, MAX_EXAMPLE_BYTES, None)
 
 
@@ -237,7 +238,7 @@ def _build(path: str, container: str, fingerprint: str, it, format, on_error, ma
         examples.append(Example(eid, len(examples), line, norm.messages, rec, norm.instruction, norm.input))
     if not examples:
         raise DataError(path, None, None, "empty", f"every record was skipped: {dict(skipped.counts)}")
-    fp = hashlib.sha256(f"{fingerprint}|{fmt.name}|{limit}|{max_example_bytes}".encode()).hexdigest()[:16]
+    fp = fingerprint_of(fingerprint, fmt.name, limit, max_example_bytes)
     return Dataset(path, container, fmt.name, examples, fp, skipped, seen)
 
 

@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset, read_dataset
-from ..models.templates import TEMPLATES, render_conversation, with_eos
+from ..models.templates import render_conversation, with_eos
 from ._passes import resolve_template
-from .base import Context, choose
+from .base import Context
+from .params import Positive, Range, Template
 
 log = logging.getLogger("tunesift")
+
+
+# The influence methods' conformance-test settings: a tiny warm-up and projection.
+TINY = dict(epochs=2, lora_r=4, lora_alpha=8, proj_dim=32, warmup_fraction=0.5, learning_rate=1e-2, batch_size=2)
+PoolTurns = Literal["run", "all", "last"]
+InfluenceLoss = Literal["token", "example"]
 
 
 @dataclass
@@ -25,8 +32,8 @@ class InfluenceConfig:
     target: str | None = None         # the target task's examples: a dataset file (required)
     task_field: str | None = None     # a field of the target records naming its subtask (MMLU subject, BBH task)
     target_limit: int | None = None
-    warmup_fraction: float = 0.05
-    epochs: int = 4
+    warmup_fraction: Annotated[float, Range(0, 1, lo_open=True)] = 0.05
+    epochs: Positive = 4
     lora_r: int = 128
     lora_alpha: int = 512
     lora_dropout: float = 0.1
@@ -34,20 +41,13 @@ class InfluenceConfig:
     learning_rate: float = 2e-5
     batch_size: int = 32
     max_length: int = 2048
-    proj_dim: int = 8192
-    template: str = "auto"
+    proj_dim: Positive = 8192
+    template: Template = "auto"
     grad_batch_tokens: int | None = None   # padded tokens per gradient batch; None: 1024 on a CPU, 4096 on a GPU
     # The pool side (warm-up and pool features): which assistant turns carry loss (run: the run's --turns)
-    pool_turns: str = "run"
+    pool_turns: PoolTurns = "run"
     target_eos: bool = True           # the target examples' loss includes the EOS after the response
-    loss_weighting: str = "token"     # the warm-up's step loss (TrainConfig.loss_weighting; groups of one)
-
-    def validate(self) -> None:
-        choose(self.template, TEMPLATES + ("auto",), "template")
-        choose(self.pool_turns, ("run", "all", "last"), "pool_turns")
-        choose(self.loss_weighting, ("token", "example"), "loss_weighting")
-        if not 0 < self.warmup_fraction <= 1 or self.epochs < 1 or self.proj_dim < 1:
-            raise TunesiftError("warmup_fraction must be in (0, 1], epochs and proj_dim at least 1")
+    loss_weighting: InfluenceLoss = "token"     # the warm-up's step loss (TrainConfig.loss_weighting; groups of one)
 
 
 @dataclass

@@ -17,7 +17,7 @@ def quality_scores(data: Dataset, ctx, source: str | None, eps: float = 1e-3):
         return np.ones(n), np.ones(n, bool), np.full(n, "", dtype=object)
     if source in available_methods():
         m = get_method(source)()
-        t = m.score(data, ctx)
+        t, _ = m.run(data, ctx)   # the template, scores only
         raw = t["score"].to_numpy(dtype=float)
         if not m.higher_is_better:
             raw = -raw

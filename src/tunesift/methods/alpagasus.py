@@ -21,23 +21,25 @@ request), then left without a score, ineligible, and counted -- never scored -1 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass
+from typing import Annotated, Literal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..data.errors import TunesiftError
+from ..data.fingerprint import fingerprint
 from ..data.io import Dataset, Example
 from ..signals.generation import Generator
 from ..models.loading import cache_root
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import Range
 
 log = logging.getLogger("tunesift")
 
@@ -60,20 +62,16 @@ _NUMBER = r"\s*([-+]?\d+(?:\.\d+)?)"
 
 @dataclass
 class AlpaGasusConfig:
-    backend: str = "local"            # local: the run's model | api: an OpenAI-compatible chat server
+    backend: Literal["local", "api"] = "local"   # local: the run's model | api: an OpenAI-compatible chat server
     api_base: str | None = None       # e.g. http://127.0.0.1:8000/v1
     api_model: str | None = None      # the paper: gpt-3.5-turbo-0301
-    dimension: str = "accuracy"       # accuracy (paper, code) | helpfulness (the code's commented-out prompt)
-    max_tokens: int = 16              # the code: 256; the grade is on the first line (greedy: same first tokens)
-    parse_retries: int = 2
+    dimension: Literal[tuple(RATING_PROMPTS)] = "accuracy"   # accuracy (paper, code) | helpfulness (the code's commented-out prompt)
+    max_tokens: Annotated[int, Range(1)] = 16              # the code: 256; the grade is on the first line (greedy: same first tokens)
+    parse_retries: Annotated[int, Range(0)] = 2
 
     def validate(self) -> None:
-        choose(self.backend, ("local", "api"), "backend")
-        choose(self.dimension, tuple(RATING_PROMPTS), "dimension")
         if self.backend == "api" and not (self.api_base and self.api_model):
-            raise TunesiftError("alpagasus backend=api needs api_base and api_model")
-        if self.max_tokens < 1 or self.parse_retries < 0:
-            raise TunesiftError("max_tokens must be >= 1 and parse_retries >= 0")
+            raise TunesiftError("backend=api needs api_base and api_model")
 
 
 def conversation(e: Example, dimension: str = "accuracy") -> list[dict]:
@@ -207,8 +205,7 @@ class AlpaGasus(Method):
 
         def ask(convs: list[list[dict]], attempt: int) -> list[str]:
             prompts = [render(c) for c in convs]
-            keys = [hashlib.sha256(json.dumps([lm.fingerprint, lm.dtype, p, cfg.max_tokens, attempt]).encode())
-                    .hexdigest() for p in prompts]
+            keys = [fingerprint(lm.fingerprint, lm.dtype, p, cfg.max_tokens, attempt, length=64) for p in prompts]
             out = [cache.get(k) for k in keys]
             miss = [i for i, a in enumerate(out) if a is None]
             if miss:

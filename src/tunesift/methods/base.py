@@ -12,11 +12,13 @@ A method is a class with a config dataclass (its parameters, nothing else), regi
 (higher = better unless ``higher_is_better`` is False), ``eligible`` and ``reason`` (why an
 example is ineligible, '' otherwise), plus any signal columns.  ``select`` turns that table and a
 budget into indices; the default is top-k over eligible examples, deterministic on ties.
+``run`` (the base class's, not overridden) calls the two in that order and checks the table.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,14 +26,18 @@ import numpy as np
 import pandas as pd
 
 from ..data.errors import TunesiftError
+from ..data.fingerprint import digest, fingerprint
 from ..data.io import Dataset
 from ..models.loading import LoadedLM, load_causal_lm, resolve_device
 from ..selectors import Budget, top_k
+from ..selectors.cluster import kmeans
+from ..selectors.neighbors import knn_graph
 from ..signals.distributed import RayRunner, Runner, Slice
 from ..signals.embeddings import Embedder, LastTokenEmbedder, LMEmbedder, text_of
 from ..signals.likelihood import LikelihoodEngine
 from ._quality import quality_scores
 from .faithfulness import Divergence
+from .params import check, specs
 from .registry import REGISTRY, available_methods, get_method, register  # noqa: F401  (re-exported)
 
 
@@ -63,6 +69,10 @@ class Context:
     shard: Slice | None = None
     runner_obj: Runner | None = None
     owns_runner: bool = True     # False for a runner the caller made (and closes)
+    # Run-level shared intermediates (embed, knn_graph, kmeans): each computed once per run and
+    # reused by every method (and quality method) that asks for the same one: shared arrays, so a
+    # method copies one before changing it in place.
+    memo: dict = field(default_factory=dict)
 
     def runner(self) -> Runner | None:
         """Where per-example batches run; None = in process (the default)."""
@@ -100,8 +110,28 @@ class Context:
             self.embedder_obj.runner = self.runner()
         return self.embedder_obj
 
+    def _memo(self, key: tuple, compute):
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
+
     def embed(self, data: Dataset, field: str) -> np.ndarray:
-        return self.embedder().encode([text_of(e, field) for e in data.examples], desc=f"embedding {field}")
+        """Embeddings of ``field`` of every example, per (data, field, encoder) once in the run."""
+        emb = self.embedder()
+        self.memo[("encoder", id(emb))] = emb    # held, so that its id keys only this encoder
+        return self._memo(("embed", data.fingerprint, field, id(emb)),
+                          lambda: emb.encode([text_of(e, field) for e in data.examples], desc=f"embedding {field}"))
+
+    def knn_graph(self, X: np.ndarray, k: int, metric: str = "cosine", index: str = "auto",
+                  **options) -> tuple[np.ndarray, np.ndarray]:
+        """``selectors.neighbors.knn_graph`` of X, per (X's content, k, metric, index, options) once in the run."""
+        key = ("knn", digest(X), k, metric, index, fingerprint(options))
+        return self._memo(key, lambda: knn_graph(X, k=k, metric=metric, index=index, **options))
+
+    def kmeans(self, X: np.ndarray, k: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``selectors.cluster.kmeans`` of X (labels, centroids), per (X's content, k, seed) once in the run."""
+        seed = self.seed if seed is None else seed
+        return self._memo(("kmeans", digest(X), k, seed), lambda: kmeans(X, k, seed=seed))
 
     def causal_lm(self) -> LoadedLM:
         if self.lm is None:
@@ -133,7 +163,8 @@ class Method:
     paper: ClassVar[str] = ""
     venue: ClassVar[str] = ""
     code: ClassVar[str] = ""
-    needs: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[tuple[str, ...]] = ()    # words of registry.NEEDS, checked at register
+    stages: ClassVar[int | None] = None      # algorithm stages; None: derived from needs at register
     summary: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     default_budget: ClassVar[str | None] = "5%"
@@ -141,6 +172,9 @@ class Method:
     # (rendered into docs/faithfulness.md).
     faithfulness: ClassVar[tuple[Divergence, ...]] = ()
     cost: ClassVar[str] = ""       # what a run costs per example (passes, fine-tunes, API calls): `tunesift methods`
+    # Cheap settings for the conformance test over every method (tests/test_methods.py); a
+    # ``params.Fixture`` value stands for a small file the test writes.
+    test_params: ClassVar[dict] = {}
 
     def __init__(self, config: Any = None, **params: Any):
         if config is not None and params:
@@ -152,12 +186,44 @@ class Method:
                 raise TunesiftError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; valid: {sorted(valid)}")
             config = self.Config(**params)
         self.config = config
+        # The declared types, choices and ranges first (strings from -p converted); then the
+        # Config's own validate(), which keeps only the checks that relate fields to each other.
+        check(self.name, self.config)
         validate = getattr(self.config, "validate", None)
-        if validate:
-            validate()
+        try:
+            if validate:
+                validate()
+        except TunesiftError as e:
+            if type(e) is not TunesiftError or str(e).startswith(f"{self.name}:"):
+                raise
+            raise TunesiftError(f"{self.name}: {e}") from None   # every parameter error names its method
 
     def params(self) -> dict:
         return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else {}
+
+    def run(self, data: Dataset, ctx: Context, budget: Budget | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
+        """The template of every run: ``score``, the table's contract checked, then ``select`` (with a
+        budget; None: score only).  ``select`` sees the table, the budget and the context; what else it
+        needs from ``score`` is fitted state in attributes ending in ``_`` (scikit-learn's convention:
+        ``embeddings_``, ``quality_``, ...), and the dataset itself is ``data_``, set here.  The two
+        halves' times land in ``timings_``."""
+        self.data_ = data
+        t0 = time.perf_counter()
+        table = self.score(data, ctx)
+        if len(table) != len(data):
+            raise RuntimeError(f"method {self.name} returned {len(table)} rows for {len(data)} examples")
+        missing = {"score", "eligible", "reason"} - set(table.columns)
+        if missing:
+            raise RuntimeError(f"method {self.name}'s table lacks {sorted(missing)}")
+        table["eligible"] = table["eligible"].astype(bool)
+        table["reason"] = table["reason"].astype(str)
+        self.timings_ = {"score_s": time.perf_counter() - t0}
+        if budget is None:
+            return table, None
+        t1 = time.perf_counter()
+        idx = np.asarray(self.select(table, budget, ctx), dtype=np.int64)
+        self.timings_["select_s"] = time.perf_counter() - t1
+        return table, idx
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         raise NotImplementedError
@@ -168,10 +234,10 @@ class Method:
     @classmethod
     def describe(cls) -> dict:
         return {"name": cls.name, "paper": cls.paper, "venue": cls.venue, "code": cls.code,
-                "needs": list(cls.needs), "summary": cls.summary, "default_budget": cls.default_budget,
+                "needs": list(cls.needs), "stages": cls.stages, "summary": cls.summary, "default_budget": cls.default_budget,
                 "cost": cls.cost,
-                "parameters": {f.name: f.default for f in dataclasses.fields(cls.Config)}
-                if dataclasses.is_dataclass(cls.Config) else {}}
+                "parameters": {n: s.default for n, s in specs(cls.Config).items()},
+                "parameter_specs": {n: s.describe() for n, s in specs(cls.Config).items()}}
 
 
 class SetMethod(Method):
@@ -210,7 +276,3 @@ class SetMethod(Method):
         col[picks] = gains
         table["score"] = col
         return picks
-
-def choose(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise TunesiftError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")

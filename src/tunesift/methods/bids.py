@@ -23,28 +23,27 @@ picked for (``bids_task`` names it); ``bids_<task>`` columns hold I_t for up to 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from ..data.io import Dataset
 from ..selectors import Budget, balanced_greedy
-from ._influence import InfluenceConfig, base_table, influence, unit, weighted
-from .base import Context, SetMethod, choose, register
+from ._influence import TINY, InfluenceConfig, base_table, influence, unit, weighted
+from ._influence import InfluenceLoss, PoolTurns
+from .base import Context, SetMethod, register
 from .faithfulness import Divergence
+from .params import Fixture
 
 
 @dataclass
 class BIDSConfig(InfluenceConfig):
-    task_aggregate: str = "mean"      # a task's utility from its target examples' normalised influence: mean | max
+    task_aggregate: Literal["mean", "max"] = "mean"      # a task's utility from its target examples' normalised influence: mean | max
     # BIDS computes LESS's attribution matrix with LESS's code, so it takes LESS's official rules.
-    pool_turns: str = "all"
+    pool_turns: PoolTurns = "all"
     target_eos: bool = False
-    loss_weighting: str = "example"
-
-    def validate(self) -> None:
-        super().validate()
-        choose(self.task_aggregate, ("mean", "max"), "task_aggregate")
+    loss_weighting: InfluenceLoss = "example"
 
 
 def normalise_columns(A: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -70,6 +69,7 @@ class BIDS(SetMethod):
     venue = "Findings EMNLP 2025"
     code = "https://github.com/qrdai/LESS (the attribution matrix; no BIDS code found)"
     needs = ("causal_lm", "fine-tuning", "target_set")
+    test_params = dict(target=Fixture("target"), task_field="task", **TINY)
     summary = "LESS attribution matrix, each target column standardised; greedy for the most underserved task."
     faithfulness = (
         Divergence("attribution matrix", "BIDS builds on LESS's code (qrdai/LESS fork); no BIDS code of its own",

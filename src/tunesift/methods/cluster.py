@@ -17,17 +17,14 @@ import pandas as pd
 from ..data.io import Dataset
 from ..selectors import Budget
 from ..selectors.cluster import cluster_representatives
-from ..signals.embeddings import FIELDS
-from .base import Context, SetMethod, choose, register
+from .base import Context, SetMethod, register
+from .params import Field
 
 
 @dataclass
 class ClusterConfig:
     n_clusters: int = 100
-    field: str = "instruction_input"
-
-    def validate(self) -> None:
-        choose(self.field, FIELDS, "field")
+    field: Field = "instruction_input"
 
 
 @register

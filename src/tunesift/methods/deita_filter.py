@@ -22,19 +22,20 @@ weaker) filter.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
-from ..data.errors import TunesiftError
 from ..data.io import Dataset, Example
 from ..models.templates import VICUNA_SYSTEM
 from ..selectors import Budget
 from ..selectors.cluster import score_first_filter
 from ..signals.embeddings import FIELDS
 from ._quality import quality_scores
-from .base import Context, SetMethod, choose, register
+from .base import Context, SetMethod, register
 from .faithfulness import Divergence
+from .params import Range
 
 CONVERSATION = "conversation"
 
@@ -42,15 +43,9 @@ CONVERSATION = "conversation"
 @dataclass
 class DeitaFilterConfig:
     score: str = "ifd"          # a method name or a numeric record field
-    threshold: float = 0.9
-    field: str = CONVERSATION   # DEITA's Vicuna v1.1 rendering of the conversation; or one of FIELDS
-    at_threshold: str = "keep"  # keep: DEITA rejects only above the threshold | reject: also at it
-
-    def validate(self) -> None:
-        choose(self.field, (CONVERSATION,) + FIELDS, "field")
-        choose(self.at_threshold, ("keep", "reject"), "at_threshold")
-        if not -1 <= self.threshold <= 1:
-            raise TunesiftError("threshold is a cosine similarity in [-1, 1]")
+    threshold: Annotated[float, Range(-1, 1)] = 0.9   # a cosine similarity
+    field: Literal[(CONVERSATION,) + FIELDS] = CONVERSATION   # DEITA's Vicuna v1.1 rendering of the conversation; or one of FIELDS
+    at_threshold: Literal["keep", "reject"] = "keep"  # keep: DEITA rejects only above the threshold | reject: also at it
 
 
 def deita_conversation(e: Example) -> str:

@@ -33,14 +33,16 @@ this method and pass the written ``deita_score`` column on as a record field.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset, Example
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import Range
 
 COMPLEXITY_PROMPT = ("You are a helpful assistant. Please identify the complexity score of the following user query. "
                      "\n##Query: {instruction}  \n##Complexity: ")
@@ -54,15 +56,9 @@ class DeitaScorersConfig:
     scorer: str | None = None             # scorer LM path for both scores; None: the run's model
     complexity_scorer: str | None = None  # overrides ``scorer`` for the complexity score
     quality_scorer: str | None = None     # overrides ``scorer`` for the quality score
-    score: str = "deita"                  # deita: sum_t complexity_t * quality_t | complexity | quality
-    score_turns: str = "all"              # all: every (user, reply) turn, as the code | last
-    max_length: int = 2048
-
-    def validate(self) -> None:
-        choose(self.score, ("deita", "complexity", "quality"), "score")
-        choose(self.score_turns, ("all", "last"), "score_turns")
-        if self.max_length < 16:
-            raise TunesiftError("max_length must be at least 16 tokens")
+    score: Literal["deita", "complexity", "quality"] = "deita"   # deita: sum_t complexity_t * quality_t | complexity | quality
+    score_turns: Literal["all", "last"] = "all"   # all: every (user, reply) turn, as the code | last
+    max_length: Annotated[int, Range(16)] = 2048
 
 
 def score_ids(tokenizer) -> list[int]:

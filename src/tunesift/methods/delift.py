@@ -36,6 +36,7 @@ definition does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,7 @@ from ..selectors.submodular import facility_location, flcg, flmi_saturated, simi
 from ..signals.token_probs import ground_truth_probs, prob_distance
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
+from .params import Range
 
 ZERO_SHOT = "Instruction: Please generate a response to the following query.\n\n\nQuery: {query}\n"
 ONE_SHOT = ("Instruction:\nUse the following example as a guide to answer the query in the same format and "
@@ -58,19 +60,15 @@ ONE_SHOT = ("Instruction:\nUse the following example as a guide to answer the qu
 class DeliftConfig:
     target: str | None = None      # FLMI with this target set (the code's benchmark case)
     existing: str | None = None    # FLCG against this existing data (the code's new-version case)
-    neighbors: int = 0             # 0: every j (official); K: only each i's K nearest j (ours)
+    neighbors: Annotated[int, Range(0)] = 0   # 0: every j (official); K: only each i's K nearest j (ours)
     eta: float = 1.0               # FL1MI's magnificationEta (submodlib default)
     nu: float = 1.0                # FLCG's privacyHardness (submodlib default)
     max_length: int = 2048         # tokenize_and_pad's max_length
-    scaling: str = "min-max"       # min-max (official) | none
+    scaling: Literal["min-max", "none"] = "min-max"   # min-max (official) | none
 
     def validate(self) -> None:
         if self.target and self.existing:
             raise TunesiftError("delift: give target (FLMI) or existing (FLCG), not both")
-        if self.neighbors < 0:
-            raise TunesiftError("delift: neighbors must be >= 0")
-        if self.scaling not in ("min-max", "none"):
-            raise TunesiftError("delift: scaling must be min-max or none")
 
 
 def _minmax(U: np.ndarray) -> np.ndarray:

@@ -34,40 +34,34 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 
-from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.loading import resolve_device
 from ..models.templates import render_conversation, with_eos
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
-from .base import Context, SetMethod, choose, register
+from .base import Context, SetMethod, register
 from .faithfulness import Divergence
+from .params import LossWeighting, Positive, Range, TrainMethod
 
 log = logging.getLogger("tunesift")
 
 
 @dataclass
 class DiverseEvolConfig:
-    rounds: int = 10                  # k-center rounds after the random round 0
-    train_method: str = "full"        # full (the paper) | lora
-    epochs: float = 3.0
+    rounds: Positive = 10                  # k-center rounds after the random round 0
+    train_method: TrainMethod = "full"   # full (the paper) | lora
+    epochs: Annotated[float, Range(0, lo_open=True)] = 3.0
     learning_rate: float | None = None   # None: 2e-5 full, 2e-4 LoRA
     batch_size: int = 64              # 4 GPUs (README) x 4 per device x 4 accumulation (the code's config)
-    loss_weighting: str = "group"     # group: mean of per-device micro-batch token means (HF Trainer) | token | example
-    loss_group_size: int = 4          # the code's per_device_train_batch_size
+    loss_weighting: LossWeighting = "group"   # group: mean of per-device micro-batch token means (HF Trainer) | token | example
+    loss_group_size: Positive = 4          # the code's per_device_train_batch_size
     max_length: int = 512
-    whiten_components: int = 0        # > 0: whiten the embeddings to this many dimensions first
-
-    def validate(self) -> None:
-        choose(self.train_method, ("full", "lora"), "train_method")
-        choose(self.loss_weighting, ("group", "token", "example"), "loss_weighting")
-        if self.rounds < 1 or self.epochs <= 0 or self.whiten_components < 0 or self.loss_group_size < 1:
-            raise TunesiftError("diverseevol: rounds and loss_group_size must be >= 1, epochs > 0, "
-                                "whiten_components >= 0")
+    whiten_components: Annotated[int, Range(0)] = 0        # > 0: whiten the embeddings to this many dimensions first
 
 
 def whiten(X: np.ndarray, n: int) -> np.ndarray:
@@ -89,6 +83,7 @@ class DiverseEvol(SetMethod):
     venue = "arXiv 2023"
     code = "https://github.com/OFA-Sys/DiverseEvol"
     needs = ("causal_lm", "fine-tuning")
+    test_params = dict(rounds=2, epochs=1)
     summary = "Rounds of: fine-tune on the chosen set, embed the pool with that model, add k-center picks."
     faithfulness = (
         Divergence(topic="examples per step",
@@ -106,7 +101,8 @@ class DiverseEvol(SetMethod):
     )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        self.data_ = data
+        # Everything happens in select (the rounds fine-tune on chosen sets); it reads the
+        # dataset from ``data_``, which Method.run sets.
         n = len(data)
         return pd.DataFrame({"score": np.full(n, np.nan), "eligible": np.ones(n, dtype=bool), "reason": ""})
 

@@ -20,17 +20,14 @@ import pandas as pd
 from ..data.io import Dataset
 from ..selectors import Budget
 from ..selectors.submodular import dpp_greedy
-from ..signals.embeddings import FIELDS
-from .base import Context, SetMethod, choose, register
+from .base import Context, SetMethod, register
+from .params import Field
 
 
 @dataclass
 class DPPConfig:
-    field: str = "whole"
+    field: Field = "whole"
     quality: str | None = None   # a method name (e.g. "ifd") or a numeric field of the records
-
-    def validate(self) -> None:
-        choose(self.field, FIELDS, "field")
 
 
 @register

@@ -29,35 +29,29 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
-from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..selectors import Budget
 from ..selectors.graph_walk import component_budgets, gradient_walk, principal_directions
-from ..selectors.neighbors import knn_graph
-from ._influence import InfluenceConfig, base_table, influence, unit
-from .base import Context, SetMethod, choose, register
+from ._influence import TINY, InfluenceConfig, base_table, influence, unit
+from .base import Context, SetMethod, register
 from .faithfulness import Divergence
+from .params import Fixture, Positive, Range
 
 log = logging.getLogger("tunesift")
 
 
 @dataclass
 class G2ISConfig(InfluenceConfig):
-    val_k: float = 0.5                # variance share (or component share) of the target's PCA kept
-    pca_mode: str = "variance"        # variance | count_ratio
-    delta: float = 0.8                # the code's "ways": how much alignment a step may lose
-    graph_k: int = 100                # neighbours per node of the pool's gradient graph
+    val_k: Annotated[float, Range(0, 1, lo_open=True)] = 0.5                # variance share (or component share) of the target's PCA kept
+    pca_mode: Literal["variance", "count_ratio"] = "variance"   # variance | count_ratio
+    delta: Annotated[float, Range(0, 1)] = 0.8                # the code's "ways": how much alignment a step may lose
+    graph_k: Positive = 100                # neighbours per node of the pool's gradient graph
     anchor_pool: int = 1000
-
-    def validate(self) -> None:
-        super().validate()
-        choose(self.pca_mode, ("variance", "count_ratio"), "pca_mode")
-        if not 0 < self.val_k <= 1 or not 0 <= self.delta <= 1 or self.graph_k < 1:
-            raise TunesiftError("g2is: val_k in (0, 1], delta in [0, 1], graph_k >= 1")
 
 
 @register
@@ -69,6 +63,7 @@ class G2IS(SetMethod):
     venue = "ACL 2025"
     code = "https://github.com/zy125413/G2IS"
     needs = ("causal_lm", "fine-tuning", "target_set")
+    test_params = dict(target=Fixture("target"), graph_k=3, **TINY)
     summary = "LESS gradients; per principal direction of the target's, a graph walk that keeps the set aligned."
     default_budget = "1%"
     faithfulness = (
@@ -115,7 +110,7 @@ class G2IS(SetMethod):
         pool = self.pool(table)
         k = min(self.budget_count(budget, len(table)), len(pool))
         F = self.features_[pool]
-        nb, _ = knn_graph(F, k=min(c.graph_k + 1, len(pool)), metric="cosine")
+        nb, _ = (ctx or Context()).knn_graph(F, min(c.graph_k + 1, len(pool)), metric="cosine")   # the run's shared graph
         B = component_budgets(self.component_weights_, k)
         local, comp = gradient_walk(F, self.components_, B, nb, c.delta, c.anchor_pool)
         picks = pool[local]

@@ -18,18 +18,15 @@ import numpy as np
 import pandas as pd
 
 from ..data.io import Dataset
-from ..models.templates import TEMPLATES
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
+from .params import Template
 from ._passes import conditioned, resolve_template
 
 
 @dataclass
 class GrapeConfig:
-    template: str = "auto"   # the template SFT will use: auto = the model's chat template, else alpaca
+    template: Template = "auto"   # the template SFT will use: auto = the model's chat template, else alpaca
     max_length: int = 2048
-
-    def validate(self) -> None:
-        choose(self.template, TEMPLATES + ("auto",), "template")
 
 
 def prompt_groups(data: Dataset) -> np.ndarray:

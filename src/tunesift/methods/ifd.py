@@ -38,43 +38,41 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
-from ..data.errors import TunesiftError
 from ..data.io import Dataset
-from ..models.templates import TEMPLATES
 from ..selectors import Budget, top_k
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from .faithfulness import Divergence
 from ._passes import conditioned, direct, resolve_template
+from .params import Range, Template
 
 log = logging.getLogger("tunesift")
 
 
+IFDVariant = Literal["loss_ratio", "ppl_ratio"]
+Truncation = Literal["drop", "truncate"]
+Ties = Literal["last", "first"]
+Band = Annotated[float, Range(0)]
+
+
 @dataclass
 class IFDConfig:
-    variant: str = "loss_ratio"      # loss_ratio (paper, Cherry code) | ppl_ratio (Superfiltering code)
-    template: str = "alpaca"         # alpaca | vicuna | plain | chat | auto
+    variant: IFDVariant = "loss_ratio"      # loss_ratio (paper, Cherry code) | ppl_ratio (Superfiltering code)
+    template: Template = "alpaca"
     direct_prefix: str | None = None  # text before the response in the direct pass; None = template's tag
     max_length: int = 512
-    truncation: str = "truncate"     # truncate (Cherry: same response prefix in both passes) | drop
+    truncation: Truncation = "truncate"     # truncate (Cherry: same response prefix in both passes) | drop
     max_ifd: float = 1.0             # examples above this are ineligible
     strict: bool = False             # also drop IFD == max_ifd (Superfiltering keeps IFD < 1)
-    ties: str = "last"               # last (Cherry: the later of equal IFDs wins) | first
+    ties: Ties = "last"               # last (Cherry: the later of equal IFDs wins) | first
     # Relative half-width around max_ifd flagged when scored in half precision.  bf16 vs fp32 on
     # SmolLM2-135M, 120 Alpagasus examples (CPU): the loss ratio moved by 2.8e-3 (median), 2.7e-2 (p99),
     # 3.3e-2 (max); PPL ratios move more (3-4e-2 at p90), hence 0.05 for Superfiltering and rifd.
-    precision_band: float = 0.03
-
-    def validate(self) -> None:
-        choose(self.variant, ("loss_ratio", "ppl_ratio"), "variant")
-        choose(self.template, TEMPLATES + ("auto",), "template")
-        choose(self.truncation, ("drop", "truncate"), "truncation")
-        choose(self.ties, ("last", "first"), "ties")
-        if not self.precision_band >= 0:
-            raise TunesiftError("precision_band must be >= 0")
+    precision_band: Band = 0.03
 
 
 def ifd_from(cond_mean: np.ndarray, direct_mean: np.ndarray, variant: str) -> np.ndarray:

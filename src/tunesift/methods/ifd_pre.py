@@ -45,6 +45,7 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -53,41 +54,36 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.loading import cache_root, load_causal_lm
 from ..models.templates import Rendered, render_conversation
-from ..selectors.cluster import kmeans
 from ..signals.pooled_states import PooledStates
 from ._passes import resolve_template
-from .base import Context, choose, register
+from .base import Context, register
 from .faithfulness import Divergence
 from .ifd import IFD, IFDConfig
+from .params import Positive, Range, TrainMethod
 
 log = logging.getLogger("tunesift")
 
 ALPACA_SIZE = 52002        # the pool Cherry's 100 clusters x 10 were set for
 
 
+Percent = Annotated[float, Range(0, 100)]
+
+
 @dataclass
 class IFDPreConfig(IFDConfig):
-    clusters: int | None = None      # None: round(100 * n / 52,002) in [1, 100]
-    per_cluster: int = 10            # pre_experience_selection.sh --sample_num
-    low_pct: float = 25.0            # pre_experience_selection.sh --low_th
-    high_pct: float = 75.0           # --up_th
-    train_method: str = "full"       # full (Cherry's trainer) | lora
-    epochs: float = 3.0
+    clusters: Positive | None = None      # None: round(100 * n / 52,002) in [1, 100]
+    per_cluster: Positive = 10            # pre_experience_selection.sh --sample_num
+    low_pct: Percent = 25.0            # pre_experience_selection.sh --low_th
+    high_pct: Percent = 75.0           # --up_th
+    train_method: TrainMethod = "full"       # full (Cherry's trainer) | lora
+    epochs: Annotated[float, Range(0, lo_open=True)] = 3.0
     learning_rate: float | None = 2e-5
-    batch_size: int = 128
+    batch_size: Positive = 128
     micro_batch_tokens: int | None = None   # None: 1024 on a CPU, 4096 on a GPU (as the fine-tuning engine)
 
     def validate(self) -> None:
-        super().validate()
-        choose(self.train_method, ("full", "lora"), "train_method")
-        if self.clusters is not None and self.clusters < 1:
-            raise TunesiftError("clusters must be at least 1")
-        if self.per_cluster < 1:
-            raise TunesiftError("per_cluster must be at least 1")
-        if not 0 <= self.low_pct <= self.high_pct <= 100:
-            raise TunesiftError("need 0 <= low_pct <= high_pct <= 100")
-        if self.epochs <= 0 or self.batch_size < 1:
-            raise TunesiftError("epochs and batch_size must be positive")
+        if not self.low_pct <= self.high_pct:
+            raise TunesiftError("ifd-pre: need low_pct <= high_pct")
 
 
 def scaled_clusters(n: int) -> int:
@@ -165,7 +161,7 @@ class IFDPre(IFD):
                            cache_dir=ctx.cache_dir, use_cache=ctx.use_cache, progress=ctx.progress,
                            runner=ctx.runner()).encode_ids(ids, desc=f"{self.name}: instruction embeddings")
         k = c.clusters or scaled_clusters(len(data))
-        labels, _ = kmeans(np.asarray(emb, dtype=np.float32), k, seed=ctx.seed)
+        labels, _ = ctx.kmeans(np.asarray(emb, dtype=np.float32), k)
         picks = middle_band_sample(labels, ppl, c.per_cluster, c.low_pct, c.high_pct)
         self.pre_sample_ = picks
         log.info("%s: pre-experience sample of %d examples from %d clusters", self.name, len(picks), k)

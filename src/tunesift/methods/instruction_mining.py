@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +34,16 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
+from ..selectors.neighbors import knn_graph
 from .base import Context, Method, register
+from .params import Fixture
 
 PAPER_RULE = {"intercept": 0.0274, "coef": {"reward": -0.0078, "und": 0.4421, "nat": -0.3212, "coh": -0.1520}}
 
 
 @dataclass
 class InstructionMiningConfig:
-    rule: str = "paper"               # paper | file (then rule_file)
+    rule: Literal["paper", "file"] = "paper"   # file: then rule_file
     rule_file: str | None = None
     reward_model: str | None = None
     indicator_fields: str = ""        # record fields to read as indicators, e.g. "und,nat,coh"
@@ -49,8 +52,6 @@ class InstructionMiningConfig:
     k_neighbours: int = 6
 
     def validate(self) -> None:
-        if self.rule not in ("paper", "file"):
-            raise TunesiftError("rule must be 'paper' or 'file'")
         if self.rule == "file" and not self.rule_file:
             raise TunesiftError("rule=file needs rule_file (a JSON rule, e.g. from fit_rule)")
 
@@ -77,16 +78,15 @@ def mtld(text: str, threshold: float = 0.72) -> float:
     return (one_way(words) + one_way(words[::-1])) / 2
 
 
-def knn_distance(X: np.ndarray, k: int = 6, chunk: int = 2048, index: str = "auto") -> np.ndarray:
+def knn_distance(X: np.ndarray, k: int = 6, chunk: int = 2048, index: str = "auto", graph=None) -> np.ndarray:
     """Mean Euclidean distance of each row to its k nearest other rows: exact up to 60,000 rows, an
-    inverted-file index above (``knn_graph``), so the indicator stays usable on a large pool."""
-    from ..selectors.neighbors import knn_graph
-
+    inverted-file index above (``knn_graph``), so the indicator stays usable on a large pool.
+    ``graph``: what builds the graph (a run's ``Context.knn_graph``, shared); default ``knn_graph``."""
     X = np.asarray(X, dtype=np.float32)
     k = min(k, len(X) - 1)
     if k <= 0:
         return np.zeros(len(X))
-    nbr, dist = knn_graph(X, k + 1, metric="euclidean", index=index, chunk=chunk, distances=True)
+    nbr, dist = (graph or knn_graph)(X, k + 1, metric="euclidean", index=index, chunk=chunk, distances=True)
     # drop each row itself (usually first; with exact duplicates it may sit anywhere, or be absent)
     own = nbr == np.arange(len(X))[:, None]
     drop = np.where(own.any(1), own.argmax(1), k)
@@ -119,6 +119,7 @@ class InstructionMining(Method):
     venue = "COLM 2024"
     code = ""
     needs = ("causal_lm", "embedder")
+    test_params = dict(rule="file", rule_file=Fixture("rule"))
     summary = "Linear rule over indicators (reward, lengths, perplexity, MTLD, kNN distance) predicting eval loss."
     higher_is_better = False
 
@@ -152,7 +153,7 @@ class InstructionMining(Method):
         if "reward" in needed:
             ind["reward"] = self._reward(data, ctx)
         if "knn6" in needed:
-            ind["knn6"] = knn_distance(ctx.embed(data, "instruction_input"), cfg.k_neighbours)
+            ind["knn6"] = knn_distance(ctx.embed(data, "instruction_input"), cfg.k_neighbours, graph=ctx.knn_graph)
         return ind
 
     def _reward(self, data: Dataset, ctx: Context) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,30 +31,27 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.generate import prompts_of
 from ..signals.generation import Generator
-from ..selectors.cluster import kmeans
 from ._judging import PairJudge, question_text
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
+from .params import Positive, Range
 
 log = logging.getLogger("tunesift")
 
 
 @dataclass
 class IterSelectTuneConfig:
-    rounds: int = 3
-    batch: int = 64                   # instructions judged per round
-    alpha: float = 0.5                # weight of the classifier probability vs similarity to the hard set
-    judge: str = "rating"             # rating (the run's LM) | reward (reward_model)
+    rounds: Positive = 3
+    batch: Positive = 64                   # instructions judged per round
+    alpha: Annotated[float, Range(0, 1)] = 0.5                # weight of the classifier probability vs similarity to the hard set
+    judge: Literal["rating", "reward"] = "rating"   # rating (the run's LM) | reward (reward_model)
     reward_model: str | None = None
     n_clusters: int = 20
     max_new_tokens: int = 256
     l2: float = 1.0
 
     def validate(self) -> None:
-        choose(self.judge, ("rating", "reward"), "judge")
         if self.judge == "reward" and not self.reward_model:
             raise TunesiftError("judge=reward needs reward_model")
-        if not 0 <= self.alpha <= 1 or self.rounds < 1 or self.batch < 1:
-            raise TunesiftError("alpha must be in [0, 1]; rounds and batch positive")
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> np.ndarray:
@@ -77,6 +75,7 @@ class IterSelectTune(Method):
     venue = "arXiv 2024"
     code = ""
     needs = ("causal_lm", "embedder", "judge")
+    test_params = dict(rounds=2, batch=3, n_clusters=2, max_new_tokens=4)
     stages = 2
     summary = "Judge labels hard instructions in rounds; a classifier + similarity to the hard set score the pool; top 20%."
     default_budget = "20%"
@@ -89,7 +88,7 @@ class IterSelectTune(Method):
         rng = np.random.default_rng(ctx.seed)
         X = ctx.embed(data, "instruction_input")
         n = len(data)
-        labels_c, _ = kmeans(X, min(cfg.n_clusters, n), seed=ctx.seed)
+        labels_c, _ = ctx.kmeans(X, min(cfg.n_clusters, n))
         lm = ctx.causal_lm()
         questions = [question_text(e) for e in data.examples]
         y = np.full(n, -1)                 # -1 unlabelled, 1 hard, 0 easy

@@ -22,16 +22,13 @@ from ..data.io import Dataset
 from ..models.loading import resolve_device
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
-from ..signals.embeddings import FIELDS
-from .base import Context, SetMethod, choose, register
+from .base import Context, SetMethod, register
+from .params import Field
 
 
 @dataclass
 class KCenterConfig:
-    field: str = "instruction_input"   # which text is embedded
-
-    def validate(self) -> None:
-        choose(self.field, FIELDS, "field")
+    field: Field = "instruction_input"   # which text is embedded
 
 
 @register

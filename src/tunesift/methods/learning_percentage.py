@@ -38,46 +38,37 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
-from ..models.templates import TEMPLATES, render_conversation, with_eos
+from ..models.templates import render_conversation, with_eos
 from ..selectors import Budget
-from ..selectors.cluster import kmeans, lowest_per_cluster, proportional_quotas
+from ..selectors.cluster import lowest_per_cluster, proportional_quotas
 from ._passes import resolve_template
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import LossWeighting, Positive, Template, TrainMethod
 
 log = logging.getLogger("tunesift")
 
 
 @dataclass
 class LearningPercentageConfig:
-    variant: str = "lp"               # lp: LP(1) = (P0-P1)/(P0-Pn) | lp_approx: (P0-P1)/P0 (one epoch)
-    epochs: int = 3                   # n (lp); lp_approx trains one epoch whatever this says
-    selection: str = "budget"         # budget: exactly the budget | chunks: the code's per-cluster chunk rule
-    n_clusters: int | None = None     # None: one per ~50 examples, at most 1,000
-    template: str = "alpaca"
-    train_method: str = "full"        # full (the paper) | lora
+    variant: Literal["lp", "lp_approx"] = "lp"   # lp: LP(1) = (P0-P1)/(P0-Pn) | lp_approx: (P0-P1)/P0 (one epoch)
+    epochs: Positive = 3              # n (lp); lp_approx trains one epoch whatever this says
+    selection: Literal["budget", "chunks"] = "budget"   # budget: exactly the budget | chunks: the code's per-cluster chunk rule
+    n_clusters: Positive | None = None   # None: one per ~50 examples, at most 1,000
+    template: Template = "alpaca"
+    train_method: TrainMethod = "full"   # full (the paper) | lora
     learning_rate: float | None = None   # None: 2e-5 full, 2e-4 LoRA
     batch_size: int = 32              # examples per optimiser step (4 per device x 8 accumulation)
-    loss_weighting: str = "group"     # group: mean of per-device micro-batch token means (HF Trainer) | token | example
-    loss_group_size: int = 4          # the README's per_device_train_batch_size
+    loss_weighting: LossWeighting = "group"   # group: mean of per-device micro-batch token means (HF Trainer) | token | example
+    loss_group_size: Positive = 4          # the README's per_device_train_batch_size
     max_length: int = 512
-
-    def validate(self) -> None:
-        choose(self.variant, ("lp", "lp_approx"), "variant")
-        choose(self.selection, ("budget", "chunks"), "selection")
-        choose(self.template, TEMPLATES + ("auto",), "template")
-        choose(self.train_method, ("full", "lora"), "train_method")
-        choose(self.loss_weighting, ("group", "token", "example"), "loss_weighting")
-        if self.loss_group_size < 1:
-            raise TunesiftError("learning-percentage: loss_group_size must be at least 1")
-        if self.epochs < 1 or (self.n_clusters is not None and self.n_clusters < 1):
-            raise TunesiftError("learning-percentage: epochs and n_clusters must be at least 1")
 
 
 def embed_text(e) -> str:
@@ -96,6 +87,7 @@ class LearningPercentage(Method):
     venue = "ACL 2024 Findings"
     code = "https://github.com/dheeraj7596/Small2Large"
     needs = ("causal_lm", "embedder", "fine-tuning")
+    test_params = dict(epochs=2)
     summary = "Fine-tune a small model on the pool; per cluster, keep what it learns last (lowest LP(1))."
     higher_is_better = False
     default_budget = "10%"
@@ -160,7 +152,7 @@ class LearningPercentage(Method):
 
         X = ctx.embedder().encode([embed_text(e) for e in data.examples], desc="embedding for clusters")
         k = c.n_clusters or min(1000, max(1, round(len(data) / 50)))
-        labels, _ = kmeans(X, min(k, len(data)), seed=ctx.seed)
+        labels, _ = ctx.kmeans(X, min(k, len(data)))
         table["cluster"] = labels
         return table
 

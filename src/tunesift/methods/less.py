@@ -37,25 +37,23 @@ features depend on it).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import pandas as pd
 
 from ..data.io import Dataset
-from ._influence import InfluenceConfig, influence, max_over_tasks, per_task
-from .base import Context, Method, choose, register
+from ._influence import TINY, InfluenceConfig, InfluenceLoss, PoolTurns, influence, max_over_tasks, per_task
+from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import Fixture
 
 
 @dataclass
 class LESSConfig(InfluenceConfig):
-    subtask_score: str = "code"       # code: mean of per-example cosines | paper: cosine with the mean gradient
-    pool_turns: str = "all"           # every assistant turn carries loss (concat_messages) | last | run (--turns)
+    subtask_score: Literal["code", "paper"] = "code"   # code: mean of per-example cosines | paper: cosine with the mean gradient
+    pool_turns: PoolTurns = "all"           # every assistant turn carries loss (concat_messages) | last | run (--turns)
     target_eos: bool = False          # the validation loss has no EOS (get_validation_dataset.tokenize)
-    loss_weighting: str = "example"   # per-device batch 1 x 32 accumulation: the mean of per-example means | token
-
-    def validate(self) -> None:
-        super().validate()
-        choose(self.subtask_score, ("code", "paper"), "subtask_score")
+    loss_weighting: InfluenceLoss = "example"   # per-device batch 1 x 32 accumulation: the mean of per-example means | token
 
 
 @register
@@ -67,6 +65,7 @@ class LESS(Method):
     venue = "ICML 2024"
     code = "https://github.com/princeton-nlp/LESS"
     needs = ("causal_lm", "fine-tuning", "target_set")
+    test_params = dict(target=Fixture("target"), **TINY)
     summary = "LoRA warm-up; cosine of Adam-preconditioned pool gradients with target-task gradients, LR-weighted."
     faithfulness = (
         Divergence(topic="target loss tokens",

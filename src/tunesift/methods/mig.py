@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from ..data.io import Dataset
 from ..selectors import Budget
 from ..signals.embeddings import Embedder, LastTokenEmbedder
 from ._quality import quality_scores
-from .base import Context, SetMethod, available_methods, choose, register
+from .base import Context, SetMethod, available_methods, register
 from .faithfulness import Divergence
 
 STOP = set("""a an the and or but if of to in on for with at by from as is are was were be been being this that these
@@ -59,7 +60,7 @@ class MIGConfig:
     sim_threshold: float = 0.9
     prop_weight: float = 1.0
     norm: bool = False
-    phi: str = "pow"                  # pow | exp
+    phi: Literal["pow", "exp"] = "pow"
     a: float = 1e-6
     b: float = 0.8
     alpha: float = 1.0
@@ -68,7 +69,6 @@ class MIGConfig:
     label_embedder: str | None = None  # None: the run's embedder | lm-last: the run's causal LM | a local path
 
     def validate(self) -> None:
-        choose(self.phi, ("pow", "exp"), "phi")
         if self.valid_tags is not None and not self.valid_tags.strip():
             raise TunesiftError("mig: valid_tags is empty; give a file or a comma-separated list of tags")
 
@@ -137,6 +137,7 @@ class MIG(SetMethod):
     venue = "Findings of ACL 2025"
     code = "https://github.com/yichengchen24/MIG"
     needs = ("embedder",)
+    test_params = dict(labels_field="keywords")
     summary = "Label graph propagation + concave information over labels; greedy by the linearised gain."
     faithfulness = (
         Divergence(topic="valid-tag whitelist",

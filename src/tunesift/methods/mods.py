@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -48,8 +49,9 @@ from ..models.loading import resolve_device
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
 from ._judging import PairJudge, question_text
-from .base import Context, SetMethod, choose, register
+from .base import Context, SetMethod, register
 from .faithfulness import Divergence
+from .params import Field, LossWeighting, Positive, Range, TrainMethod
 
 log = logging.getLogger("tunesift")
 
@@ -59,33 +61,21 @@ class MoDSConfig:
     reward_model: str | None = None   # path of a sequence-classification reward model; None: LM rating judge
     alpha: float | None = None        # quality threshold (None: 0.0 for a reward model, 3.0 for the rating judge)
     beta: float | None = None         # necessity threshold (None: -1.0 for a reward model, 3.0 for the rating judge)
-    seed_fraction: float = 0.25
-    fill: str = "budget"              # budget: fill up to the budget; threshold: every example below beta
-    field: str = "instruction"        # what is embedded for the seed set (the code: the instruction alone)
+    seed_fraction: Annotated[float, Range(0, 1, lo_open=True)] = 0.25
+    fill: Literal["budget", "threshold"] = "budget"   # budget: fill up to the budget; threshold: every example below beta
+    field: Field = "instruction"        # what is embedded for the seed set (the code: the instruction alone)
     # seed-model fine-tuning: the official recipe (train/run.sh), the step scaled to the seed set
-    train_method: str = "full"        # full | lora
+    train_method: TrainMethod = "full"
     epochs: float = 3.0
     learning_rate: float | None = 2e-5   # None: the engine's default for train_method (2e-4 LoRA)
-    batch_size: int | None = None     # None: ceil(0.512 x seeds), at most 512 (512 per step on 1,000 seeds)
-    lr_schedule: str = "cosine"
-    loss_weighting: str = "group"     # group: mean of per-device micro-batch token means (HF Trainer) | token | example
-    loss_group_size: int = 8          # the code's per_device_train_batch_size
+    batch_size: Positive | None = None   # None: ceil(0.512 x seeds), at most 512 (512 per step on 1,000 seeds)
+    lr_schedule: Literal["cosine", "linear"] = "cosine"
+    loss_weighting: LossWeighting = "group"   # group: mean of per-device micro-batch token means (HF Trainer) | token | example
+    loss_group_size: Positive = 8          # the code's per_device_train_batch_size
     max_new_tokens: int = 256
     num_beams: int = 1
     max_length: int = 1024            # the code's model_max_length
-    reward_max_length: int | None = None   # None: the reward model reads the whole pair, as the code
-
-    def validate(self) -> None:
-        choose(self.fill, ("budget", "threshold"), "fill")
-        choose(self.train_method, ("full", "lora"), "train_method")
-        choose(self.lr_schedule, ("cosine", "linear"), "lr_schedule")
-        choose(self.loss_weighting, ("group", "token", "example"), "loss_weighting")
-        if not 0 < self.seed_fraction <= 1:
-            raise TunesiftError("seed_fraction must be in (0, 1]")
-        if (self.batch_size is not None and self.batch_size < 1) or self.loss_group_size < 1:
-            raise TunesiftError("batch_size and loss_group_size must be at least 1")
-        if self.reward_max_length is not None and self.reward_max_length < 8:
-            raise TunesiftError("reward_max_length must be at least 8 (or None: uncut)")
+    reward_max_length: Annotated[int, Range(8)] | None = None   # None: the reward model reads the whole pair, as the code
 
 
 OFFICIAL_STEP, OFFICIAL_SEEDS = 512, 1000   # run.sh: 4 x 8 x 16 per step; the paper's seed count
@@ -108,6 +98,7 @@ class MoDS(SetMethod):
     venue = "arXiv 2023"
     code = "https://github.com/CASIA-LM/MoDS"
     needs = ("causal_lm", "embedder", "reward_model")
+    test_params = dict(epochs=1, max_new_tokens=8)
     stages = 3
     summary = "Reward-model quality filter, k-center seed set, then what the seed-tuned model still answers badly."
     faithfulness = (
@@ -153,8 +144,7 @@ class MoDS(SetMethod):
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
         alpha, _ = self._thresholds()
         q = self._reward(ctx, [question_text(e) for e in data.examples], [e.response for e in data.examples])
-        self.data_ = data
-        self.embeddings_ = ctx.embed(data, self.config.field)
+        self.embeddings_ = ctx.embed(data, self.config.field)   # the dataset: data_, from Method.run
         eligible = q > alpha
         return pd.DataFrame({"score": np.nan, "quality": q, "eligible": eligible,
                              "reason": np.where(eligible, "", f"quality <= {alpha:g}")})

@@ -7,26 +7,23 @@ band that Marion et al. 2023 found best for pre-training data pruning).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from ..data.io import Dataset
-from ..models.templates import TEMPLATES
 from ..selectors import band
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from ._passes import conditioned, resolve_template
+from .params import Template
 
 
 @dataclass
 class PerplexityConfig:
-    band: str = "low"            # low | high | middle
-    template: str = "auto"       # auto = the model's chat template if it has one, else alpaca
+    band: Literal["low", "high", "middle"] = "low"
+    template: Template = "auto"       # auto = the model's chat template if it has one, else alpaca
     max_length: int = 1024
-
-    def validate(self) -> None:
-        choose(self.band, ("low", "high", "middle"), "band")
-        choose(self.template, TEMPLATES + ("auto",), "template")
 
 
 @register

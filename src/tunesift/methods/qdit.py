@@ -15,34 +15,28 @@ alpha is dominated by coverage as the pool grows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
-from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..selectors import Budget
 from ..selectors.submodular import facility_location, knn_similarity, similarity
-from ..signals.embeddings import FIELDS
-from .base import Context, SetMethod, choose, register
+from .base import Context, SetMethod, register
 from .faithfulness import Divergence
+from .params import Field, KnnIndex, Range
 
 
 @dataclass
 class QDITConfig:
     quality: str = "ifd"       # a method name or a numeric record field
-    alpha: float = 0.5
-    field: str = "instruction_input"
+    alpha: Annotated[float, Range(0, 1)] = 0.5
+    field: Field = "instruction_input"
     dense_limit: int = 20000
     knn: int = 20
-    knn_index: str = "auto"   # the k-NN graph: exact, ivf (inverted file), or auto (exact up to 60,000)
-    diversity_scale: str = "mean"   # mean: coverage / pool size, on q's [0, 1] scale | sum: unnormalised
-
-    def validate(self) -> None:
-        choose(self.field, FIELDS, "field")
-        choose(self.diversity_scale, ("mean", "sum"), "diversity_scale")
-        if not 0 <= self.alpha <= 1:
-            raise TunesiftError("alpha must lie in [0, 1]")
+    knn_index: KnnIndex = "auto"   # the k-NN graph: exact, ivf (inverted file), or auto (exact up to 60,000)
+    diversity_scale: Literal["mean", "sum"] = "mean"   # mean: coverage / pool size, on q's [0, 1] scale | sum: unnormalised
 
 
 @register
@@ -75,7 +69,8 @@ class QDIT(SetMethod):
             S = w * similarity(X, metric="cosine")
             local, gains = facility_location(S, k, modular=c.alpha * self.quality_[pool], return_gains=True)
         else:
-            ip, rows, vals = knn_similarity(X, c.knn, "cosine", index=c.knn_index)
+            ip, rows, vals = knn_similarity(X, c.knn, "cosine", index=c.knn_index,
+                                            graph=(ctx or Context()).knn_graph(X, c.knn, "cosine", index=c.knn_index))
             local, gains = facility_location(sparse=(ip, rows, w * vals), k=k,
                                              modular=c.alpha * self.quality_[pool], return_gains=True)
         return self.record(table, pool[local], gains)

@@ -30,6 +30,7 @@ score passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -38,23 +39,18 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset, Example, read_dataset
 from ..selectors import Budget
 from ..signals.pooled_states import POOLINGS, PooledStates
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import Fixture, Range
 
 
 @dataclass
 class RDSConfig:
     target: str | None = None         # the target task's examples: a dataset file (required)
     target_limit: int | None = None
-    pooling: str = "weighted_mean"    # weighted_mean (RDS+) | mean | last
-    aggregation: str = "round_robin"  # round_robin (the code's max) | max | mean
-    max_length: int = 2048
-
-    def validate(self) -> None:
-        choose(self.pooling, POOLINGS, "pooling")
-        choose(self.aggregation, ("round_robin", "max", "mean"), "aggregation")
-        if self.max_length < 2:
-            raise TunesiftError("max_length must be at least 2 tokens")
+    pooling: Literal[POOLINGS] = "weighted_mean"   # weighted_mean (RDS+) | mean | last
+    aggregation: Literal["round_robin", "max", "mean"] = "round_robin"   # round_robin (the code's max) | max | mean
+    max_length: Annotated[int, Range(2)] = 2048
 
 
 def tulu_text(e: Example, eos: str) -> str:
@@ -106,6 +102,7 @@ class RDS(Method):
     venue = "arXiv 2025"
     code = "https://github.com/hamishivi/automated-instruction-selection"
     needs = ("causal_lm", "target_set")
+    test_params = dict(target=Fixture("target"))
     summary = "Position-weighted mean-pooled hidden states; cosine to a target set; round-robin over target examples."
     faithfulness = (
         Divergence(topic="batching and dtype",

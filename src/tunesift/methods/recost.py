@@ -28,24 +28,20 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset, read_dataset
 from ..models.templates import Rendered, render_conversation
 from ..selectors import Budget
-from ..selectors.cluster import kmeans
 from ..signals.embeddings import text_of
 from .base import Context, SetMethod, register
+from .params import Fixture, Positive
 
 
 @dataclass
 class RECOSTConfig:
     corpus: str | None = None         # trusted knowledge: a dataset file (required)
-    k: int = 2                        # retrieved items per example
+    k: Positive = 2                        # retrieved items per example
     template: str = "alpaca"
     max_length: int = 2048
-    window: int = 100                 # sliding-window size over the combined ranking
-    n_clusters: int = 20
+    window: Positive = 100                 # sliding-window size over the combined ranking
+    n_clusters: Positive = 20
     max_item_chars: int = 1500        # each retrieved item is cut to this many characters
-
-    def validate(self) -> None:
-        if self.k < 1 or self.window < 1 or self.n_clusters < 1:
-            raise TunesiftError("k, window and n_clusters must be positive")
 
 
 def knowledge_prefix(items: list[str]) -> str:
@@ -88,6 +84,7 @@ class RECOST(SetMethod):
     venue = "Findings of ACL 2024"
     code = ""
     needs = ("causal_lm", "embedder", "target_set")
+    test_params = dict(corpus=Fixture("corpus"), window=4, n_clusters=2)
     summary = "Entropy with vs without retrieved trusted knowledge, two-rank aggregation, sliding-window diverse sampling."
     default_budget = "1%"
 
@@ -123,7 +120,7 @@ class RECOST(SetMethod):
         k = self.budget_count(budget, len(table))
         pool = self.pool(table)
         order = pool[np.lexsort((pool, -table["score"].to_numpy()[pool]))]
-        labels_pool, _ = kmeans(self.embeddings_[pool], min(self.config.n_clusters, len(pool)), seed=ctx.seed)
+        labels_pool, _ = (ctx or Context()).kmeans(self.embeddings_[pool], min(self.config.n_clusters, len(pool)))
         labels = np.full(len(table), -1, dtype=int)
         labels[pool] = labels_pool
         table["cluster"] = labels

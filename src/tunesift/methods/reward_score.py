@@ -16,25 +16,22 @@ its own.  It is a baseline, not a paper of its own: there is no official selecti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 
-from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ._judging import PairJudge, question_text
 from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import Range
 
 
 @dataclass
 class RewardScoreConfig:
     reward_model: str | None = None   # sequence-classification reward model; None: the run's LM rating judge
-    max_length: int = 1024            # the rating judge's context (the reward model truncates at 512 tokens)
-
-    def validate(self) -> None:
-        if self.max_length < 8:
-            raise TunesiftError("max_length must be at least 8 tokens")
+    max_length: Annotated[int, Range(8)] = 1024   # the rating judge's context (the reward model truncates at 512 tokens)
 
 
 @register

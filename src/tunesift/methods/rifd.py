@@ -29,17 +29,17 @@ Faithfulness notes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.templates import Rendered, _single, render_direct
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from ._passes import conditioned, direct
 from .faithfulness import Divergence
-from .ifd import ifd_from, near_threshold, same_prefix_caps
+from .ifd import Band, IFDVariant, ifd_from, near_threshold, same_prefix_caps
 
 REVERSE = ("Below is the response to an instruction, please guess the corresponding instruction for the given "
            "response.\n{response}\nGenerate the instruction for the above response.")
@@ -47,18 +47,11 @@ REVERSE = ("Below is the response to an instruction, please guess the correspond
 
 @dataclass
 class RIFDConfig:
-    template: str = "vicuna"     # vicuna | alpaca | plain
-    variant: str = "ppl_ratio"
+    template: Literal["vicuna", "alpaca", "plain"] = "vicuna"
+    variant: IFDVariant = "ppl_ratio"
     max_length: int = 2048
-    rank_by: str = "rifd"        # rifd (lowest first) | ifd (highest first)
-    precision_band: float = 0.05  # band around 1 flagged in half precision (PPL ratios; see ifd)
-
-    def validate(self) -> None:
-        choose(self.template, ("vicuna", "alpaca", "plain"), "template")
-        choose(self.variant, ("ppl_ratio", "loss_ratio"), "variant")
-        choose(self.rank_by, ("rifd", "ifd"), "rank_by")
-        if not self.precision_band >= 0:
-            raise TunesiftError("precision_band must be >= 0")
+    rank_by: Literal["rifd", "ifd"] = "rifd"   # rifd (lowest first) | ifd (highest first)
+    precision_band: Band = 0.05  # band around 1 flagged in half precision (PPL ratios; see ifd)
 
 
 def reverse_rendering(instruction: str, inp: str, response: str, template: str) -> Rendered:

@@ -36,28 +36,24 @@ boundary can differ.  There is no parameter for the code's layout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
 from ..data.errors import DataError, TunesiftError
 from ..data.io import Dataset, from_records, iter_raw
-from ._influence import InfluenceConfig, influence, max_over_tasks, per_task, renderings
+from ._influence import TINY, InfluenceConfig, influence, max_over_tasks, per_task, renderings
 from ._passes import resolve_template
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import Fixture, Range
 
 
 @dataclass
 class ROSEConfig(InfluenceConfig):
-    beta: float = 0.1
-    subtask_score: str = "code"       # code: mean of per-triple cosines | paper: cosine with the mean gradient
-
-    def validate(self) -> None:
-        super().validate()
-        choose(self.subtask_score, ("code", "paper"), "subtask_score")
-        if self.beta <= 0:
-            raise TunesiftError("rose: beta must be positive")
+    beta: Annotated[float, Range(0, lo_open=True)] = 0.1
+    subtask_score: Literal["code", "paper"] = "code"   # code: mean of per-triple cosines | paper: cosine with the mean gradient
 
 
 def preference_set(path: str, task_field: str | None, limit: int | None) -> tuple[list[dict], list[str]]:
@@ -90,7 +86,8 @@ class ROSE(Method):
     paper = "ROSE: A Reward-Oriented Data Selection Framework for LLM Task-Specific Instruction Tuning"
     venue = "Findings EMNLP 2025"
     code = "https://github.com/YANGWU001/ROSE"
-    needs = ("causal_lm", "fine-tuning", "preference_target_set")
+    needs = ("causal_lm", "fine-tuning", "target_set")   # its target set is preference pairs
+    test_params = dict(target=Fixture("preferences"), task_field="task", **TINY)
     summary = "LESS with DPO-loss gradients of a few-shot preference set as the target direction."
     faithfulness = (
         Divergence(topic="target triple tokenisation",

@@ -27,6 +27,7 @@ official code never truncates.  The ``faithfulness`` rows list every divergence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 from pathlib import Path
 
 import numpy as np
@@ -36,36 +37,30 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.judge import rating_token_ids
 from ._judging import RATING_PROMPTS, question_text, rating_text
-from .base import Context, Method, choose, register
+from .base import Context, Method, register
 from .faithfulness import Divergence
+from .params import Aliases, Positive
 
 OFFICIAL_MODEL_WEIGHTS = (7 / 20, 13 / 20, 70 / 90)
 
 
 @dataclass
 class SelectITConfig:
-    k: int = 5                        # rating prompts per example (sentence level)
+    k: Positive = 5                        # rating prompts per example (sentence level)
     alpha: float = 0.2
-    normalization: str = "official"   # official (the code's second softmax) | paper (P / sum P)
+    normalization: Annotated[Literal["official", "paper"], Aliases(token_level_code="official")] = "official"  # official (the code's second softmax) | paper (P / sum P)
     models: str = ""                  # extra models (comma-separated paths) for the model level
-    model_weights: str = "paper"      # paper (parameter shares) | official_code (7/20, 13/20, 70/90)
+    model_weights: Literal["paper", "official_code"] = "paper"   # paper (parameter shares) | official_code (7/20, 13/20, 70/90)
     prompts_file: str | None = None
     max_length: int = 2048
-    backend: str = "local"            # local: the run's model(s); api: an OpenAI-compatible server's logprobs
+    backend: Literal["local", "api"] = "local"   # local: the run's model(s); api: an OpenAI-compatible server's logprobs
     api_base: str | None = None       # e.g. http://127.0.0.1:8000/v1 (key from $OPENAI_API_KEY)
     api_model: str | None = None
     top_logprobs: int = 20
 
     def validate(self) -> None:
-        choose(self.backend, ("local", "api"), "backend")
         if self.backend == "api" and not (self.api_base and self.api_model):
-            raise TunesiftError("selectit backend=api needs api_base and api_model")
-        if self.normalization == "token_level_code":     # the option's earlier name
-            self.normalization = "official"
-        choose(self.normalization, ("official", "paper"), "normalization")
-        choose(self.model_weights, ("paper", "official_code"), "model_weights")
-        if self.k < 1:
-            raise TunesiftError("k must be at least 1")
+            raise TunesiftError("backend=api needs api_base and api_model")
 
 
 def rating_prompts(cfg: SelectITConfig) -> list[str]:

@@ -26,20 +26,21 @@ from dataclasses import dataclass
 
 from .base import register
 from .faithfulness import Divergence
-from .ifd import IFD, IFDConfig
+from .ifd import IFD, Band, IFDConfig, IFDVariant, Ties, Truncation
+from .params import Template
 
 
 @dataclass
 class SuperfilteringConfig(IFDConfig):
-    variant: str = "ppl_ratio"
-    template: str = "plain"
+    variant: IFDVariant = "ppl_ratio"
+    template: Template = "plain"
     direct_prefix: str | None = ""
     max_length: int = 1024
-    truncation: str = "truncate"
+    truncation: Truncation = "truncate"
     max_ifd: float = 1.0
     strict: bool = True
-    ties: str = "first"
-    precision_band: float = 0.05     # PPL ratios move more under bf16 than loss ratios (see ifd)
+    ties: Ties = "first"
+    precision_band: Band = 0.05     # PPL ratios move more under bf16 than loss ratios (see ifd)
 
 
 @register

@@ -17,6 +17,7 @@ a sparse k-nearest-neighbour kernel (``knn``) to keep memory bounded, and says s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -25,24 +26,21 @@ from ..data.io import Dataset, Example
 from ..selectors import Budget, top_k
 from ..selectors.submodular import facility_location, knn_similarity, similarity
 from ..signals.embeddings import Embedder
-from .base import Context, SetMethod, choose, register
+from .base import Context, SetMethod, register
 from .faithfulness import Divergence
+from .params import KnnIndex
 from .superfiltering import Superfiltering
 
 
 @dataclass
 class SuperfilteringDConfig:
     ifd_share: float = 0.2
-    metric: str = "euclidean"     # submodlib's exp(-d/dim); or cosine
+    metric: Literal["euclidean", "cosine"] = "euclidean"   # submodlib's exp(-d/dim); or cosine
     dense_limit: int = 20000
     knn: int = 20
-    knn_index: str = "auto"   # the k-NN graph: exact, ivf (inverted file), or auto (exact up to 60,000)
-    embed_length: str = "tokenizer"   # tokenizer: the encoder tokenizer's limit (official) | run: the run's embedder's
-    text: str = "code"                # code: do_fla.py's text | whole: "instruction\ninput\noutput" always
-
-    def validate(self) -> None:
-        choose(self.embed_length, ("tokenizer", "run"), "embed_length")
-        choose(self.text, ("code", "whole"), "text")
+    knn_index: KnnIndex = "auto"   # the k-NN graph: exact, ivf (inverted file), or auto (exact up to 60,000)
+    embed_length: Literal["tokenizer", "run"] = "tokenizer"   # tokenizer: the encoder tokenizer's limit (official) | run: the run's embedder's
+    text: Literal["code", "whole"] = "code"   # code: do_fla.py's text | whole: "instruction\ninput\noutput" always
 
 
 def fla_text(e: Example, text: str = "code") -> str:
@@ -85,7 +83,7 @@ class SuperfilteringD(SetMethod):
     )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        t = Superfiltering().score(data, ctx)
+        t, _ = Superfiltering().run(data, ctx)
         self.ifd_ = t["ifd"].to_numpy()
         share = Budget.parse(float(self.config.ifd_share))
         top = top_k(t["score"].to_numpy(), share, t["eligible"].to_numpy(), n_pool=len(data))
@@ -117,6 +115,8 @@ class SuperfilteringD(SetMethod):
         if len(X) <= self.config.dense_limit:
             local, gains = facility_location(similarity(X, metric=self.config.metric), k, return_gains=True)
         else:
-            sp = knn_similarity(X, self.config.knn, self.config.metric, index=self.config.knn_index)
+            c = self.config
+            sp = knn_similarity(X, c.knn, c.metric, index=c.knn_index,
+                                graph=(ctx or Context()).knn_graph(X, c.knn, c.metric, index=c.knn_index))
             local, gains = facility_location(sparse=sp, k=k, return_gains=True)
         return self.record(table, self.top_[local], gains)

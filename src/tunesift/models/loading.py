@@ -6,7 +6,6 @@ converts it once to safetensors in the user's cache and later loads read that (w
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.errors import TunesiftError
+from ..data.fingerprint import Hasher, fingerprint
 
 log = logging.getLogger("tunesift")
 
@@ -132,7 +132,7 @@ def offline_model_dir(alias: str, cache_dir: str | None = None) -> Path:
         gguf_dir = Path(list(spec.submodule_search_locations)[0])
     gguf = gguf_dir / filename
     stat = gguf.stat()
-    key = hashlib.sha256(f"{filename}|{stat.st_size}".encode()).hexdigest()[:12]
+    key = fingerprint(filename, stat.st_size, length=12)
     target = cache_root(cache_dir) / "models" / f"{alias}-{key}"
     if (target / "config.json").exists() and (target / "tunesift.json").exists():
         return target
@@ -162,37 +162,35 @@ def offline_model_dir(alias: str, cache_dir: str | None = None) -> Path:
 def model_fingerprint(path_or_id: str, model: Any = None) -> str:
     """Identity of the weights for cache keys: a hash of file names, sizes and mtimes for a local
     directory; the resolved commit for a hub id; the parameters themselves for an in-memory model."""
-    h = hashlib.sha256()
+    h = Hasher()
     p = Path(path_or_id) if path_or_id else None
     if p is not None and p.exists():
         files = sorted(p.rglob("*")) if p.is_dir() else [p]
         for f in files:
             if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".model", ".gguf", ".txt", ".jinja"):
                 st = f.stat()
-                h.update(f"{f.relative_to(p) if p.is_dir() else f.name}|{st.st_size}|{int(st.st_mtime)}".encode())
+                h.update(str(f.relative_to(p) if p.is_dir() else f.name), st.st_size, int(st.st_mtime))
                 if f.suffix in (".json", ".jinja") and st.st_size < 5_000_000:
                     h.update(f.read_bytes())
-        return h.hexdigest()[:16]
+        return h.hexdigest()
     if model is not None:
         commit = getattr(getattr(model, "config", None), "_commit_hash", None)
         if commit:
             return f"{path_or_id}@{commit}"[:80]
         return tensor_fingerprint(model)
-    return hashlib.sha256(str(path_or_id).encode()).hexdigest()[:16]
+    return fingerprint(str(path_or_id))
 
 
 def tensor_fingerprint(model: Any, max_params: int = 50_000_000) -> str:
     """Hash the parameters (all of them for small models, first and last tensors for large ones)."""
     import torch
-    h = hashlib.sha256(type(model).__name__.encode())
-    h.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    h = Hasher(type(model).__name__, model.config.to_dict())
     params = list(model.state_dict().items())
     total = sum(t.numel() for _, t in params)
     chosen = params if total <= max_params else params[:2] + params[-2:]
     for name, t in chosen:
-        h.update(name.encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+        h.update(name, t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_causal_lm(model: str | None = None, device: str | None = "auto", dtype: str | None = "auto",

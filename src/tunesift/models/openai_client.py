@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data.errors import TunesiftError
+from ..data.fingerprint import fingerprint
 from .loading import cache_root
 
 log = logging.getLogger("tunesift")
@@ -82,7 +82,7 @@ class OpenAIClient:
 
     # ------------------------------------------------------------ machinery
     def _key(self, path: str, body: dict) -> str:
-        return hashlib.sha256(json.dumps([self.base_url, path, body], sort_keys=True).encode()).hexdigest()
+        return fingerprint(self.base_url, path, body, length=64)
 
     def _cached(self, key: str) -> dict | None:
         if self.cache is None:

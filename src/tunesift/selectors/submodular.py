@@ -30,15 +30,16 @@ def similarity(X: np.ndarray, Y: np.ndarray | None = None, metric: str = "cosine
 
 
 def knn_similarity(X: np.ndarray, k: int = 20, metric: str = "cosine", chunk: int = 1024, index: str = "auto",
-                   n_lists: int | None = None, n_probe: int = 8, seed: int = 0):
+                   n_lists: int | None = None, n_probe: int = 8, seed: int = 0, graph=None):
     """Sparse kernel: each row keeps its k most similar points (itself included), as CSC columns.
 
     Returns (indptr, rows, vals) of a column-compressed matrix: column a lists the points v that
     count a among their k nearest, with s(v, a).  The neighbours come from ``knn_graph``: exact up
-    to 60,000 points, an inverted-file index above (``index``, ``n_lists``, ``n_probe``)."""
+    to 60,000 points, an inverted-file index above (``index``, ``n_lists``, ``n_probe``).  ``graph``:
+    that (ids, values) pair already built with these settings (a run's shared ``Context.knn_graph``)."""
 
-    nbr, val = knn_graph(X, k=k, metric=metric, index=index, n_lists=n_lists, n_probe=n_probe, seed=seed,
-                         chunk=chunk)
+    nbr, val = graph if graph is not None else knn_graph(X, k=k, metric=metric, index=index, n_lists=n_lists,
+                                                         n_probe=n_probe, seed=seed, chunk=chunk)
     N, k = nbr.shape
     cols = nbr.ravel()
     order = np.argsort(cols, kind="stable")

@@ -8,13 +8,14 @@ direct pass).  Shards are written atomically; a torn shard from a crash is ignor
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import uuid
 from pathlib import Path
 
 import numpy as np
+
+from ..data.fingerprint import digest
 
 log = logging.getLogger("tunesift")
 
@@ -27,13 +28,7 @@ class ShardCache:
         self._pending: list[tuple[bytes, tuple]] = []
         self._loaded = False
 
-    @staticmethod
-    def key(*parts: bytes) -> bytes:
-        h = hashlib.blake2b(digest_size=20)
-        for p in parts:
-            h.update(len(p).to_bytes(8, "little"))
-            h.update(p)
-        return h.digest()
+    key = staticmethod(digest)   # 20 bytes: the rows' keys (``flush`` stores them as uint8 rows)
 
     def load(self) -> None:
         if self._loaded:

@@ -10,7 +10,6 @@ see ``pooling``); one without that config is mean-pooled.  Which text is embedde
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.errors import TunesiftError
+from ..data.fingerprint import digest
 from ..data.io import Example
 from ..models.loading import INSTALL_DEFAULT_MODELS, cache_root, model_fingerprint, resolve_device
 from .batching import gathered
@@ -121,7 +121,7 @@ class Embedder:
         return out
 
     def encode(self, texts: Sequence[str], desc: str = "embedding") -> np.ndarray:
-        keys = [hashlib.blake2b(t.encode("utf-8"), digest_size=20).digest() for t in texts]
+        keys = [digest(t) for t in texts]
         out = gathered(len(texts), self.model.config.hidden_size,
                        self.cache.dir.parent.parent if self.cache is not None else None)
         filled = np.zeros(len(texts), dtype=bool)
