@@ -20,12 +20,12 @@ import numpy as np
 from ..data.errors import TunesiftError
 from ..data.io import Example
 from ..models.loading import INSTALL_DEFAULT_MODELS, cache_root, model_fingerprint, resolve_device
+from ..models.progress import progress_bar
 from .batching import gathered, run_and_store
 from .cache import CacheWriter, ShardCache
 from .distributed import Recipe, Runner, parts_of, units_of
 from .pooled_states import PooledStates
 from .pooling import parse_pooling, pool, pooling_config
-from .progress import progress_bar
 
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 FIELDS = ("instruction", "instruction_input", "response", "whole")

@@ -25,12 +25,12 @@ import numpy as np
 
 from ..data.errors import TunesiftError
 from ..models.loading import LoadedLM, cache_root
+from ..models.progress import progress_bar
 from ..models.templates import Rendered
 from .batching import OTHER_SLICE, look_up
 from .cache import CacheWriter, ShardCache
 from .distributed import Recipe, Runner, parts_of, run_units, units_of
 from .kernels import LMKernels
-from .progress import progress_bar
 from .results import EngineStats, NLLResult
 from .schedule import Packing, prepared_slices
 from .tokenize import _encode, _Prepared, tokenize_prompts, tokenize_targets  # noqa: F401  (tokenize_targets, _encode: re-exported)

@@ -18,10 +18,10 @@ from typing import Sequence
 import numpy as np
 
 from ..models.loading import cache_root
+from ..models.progress import progress_bar
 from .batching import cached_split, gathered, pad_id_of, right_padded, run_and_store, token_batches
 from .cache import CacheWriter, ShardCache
 from .distributed import Recipe, Runner, parts_of, units_of
-from .progress import progress_bar
 
 POOLINGS = ("weighted_mean", "mean", "last")
 

@@ -15,10 +15,10 @@ import numpy as np
 
 from ..data.errors import TunesiftError
 from ..models.loading import cache_root, resolve_device, tensor_fingerprint
+from ..models.progress import progress_bar
 from .batching import cached_split, run_and_store, token_batches
 from .cache import CacheWriter, ShardCache
 from .distributed import Recipe, Runner, parts_of, units_of
-from .progress import progress_bar
 
 
 class RewardModel:
