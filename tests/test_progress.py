@@ -1,6 +1,7 @@
 """Long runs report progress when stderr is no terminal: a line every ~30 s (stage, done/total, rate, ETA)."""
 import io
 
+import pytest
 from typer.testing import CliRunner
 
 from tunesift.cli import app
@@ -58,3 +59,77 @@ def test_cli_select_without_a_terminal_prints_progress_lines(tiny_model_dir, alp
     r = runner.invoke(app, ["select", str(alpaca_file), "-m", "ifd", "-b", "3", "-o", str(tmp_path / "q.json"),
                             "--model", str(tiny_model_dir), "--no-cache", "-q"])
     assert r.exit_code == 0 and "ex/s" not in r.output
+
+
+def _kcenter_log(monkeypatch, **kw):
+    """stderr of a k-center run where stderr is a file (a Slurm log), a line per update."""
+    import numpy as np
+    from tunesift.selectors.kcenter import kcenter_greedy
+    monkeypatch.setenv("TUNESIFT_PROGRESS_EVERY", "0")
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    X = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)
+    assert len(kcenter_greedy(X, 25, **kw)) == 25
+    return err.getvalue()
+
+
+def test_kcenter_writes_progress_lines_without_a_terminal(monkeypatch):
+    log = _kcenter_log(monkeypatch, progress=True)
+    lines = log.splitlines()
+    assert "\r" not in log and lines and all(ln.startswith("k-center: ") for ln in lines)
+    assert lines[-1].startswith("k-center: 25/25 pick (100%), ") and "pick/s" in lines[-1]
+    assert any(ln.startswith("k-center: 12/25 pick (48%), ") and ", ETA " in ln for ln in lines)
+    assert _kcenter_log(monkeypatch, progress=False) == ""
+
+
+def test_kcenter_progress_follows_the_log_level_by_default(monkeypatch, caplog):
+    import logging
+    caplog.set_level(logging.INFO, logger="tunesift")       # the CLI without -q
+    assert "k-center: 25/25 pick (100%)" in _kcenter_log(monkeypatch)
+    caplog.set_level(logging.WARNING, logger="tunesift")    # -q
+    assert _kcenter_log(monkeypatch) == ""
+
+
+def test_other_selector_loops_write_progress_lines(monkeypatch):
+    import numpy as np
+    from tunesift.selectors.kcenter import kcenter_torch
+    from tunesift.selectors.neighbors import knn_graph
+    from tunesift.selectors.submodular import dpp_greedy, facility_location, similarity
+    monkeypatch.setenv("TUNESIFT_PROGRESS_EVERY", "0")
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    X = np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32)
+    kcenter_torch(X, 10, device="cpu", progress=True)
+    knn_graph(X, 5, index="exact", chunk=100, progress=True)
+    knn_graph(X, 5, index="ivf", progress=True)
+    facility_location(similarity(X), 10, progress=True)
+    dpp_greedy(X, 10, progress=True)
+    out = err.getvalue()
+    for line in ("k-center: 10/10 pick (100%)", "k-NN graph: 300/300 pt (100%)",
+                 "facility location: 10/10 pick (100%)", "DPP greedy: 10/10 pick (100%)"):
+        assert line in out, out
+    assert out.count("k-NN graph: 300/300 pt (100%)") >= 2      # exact and IVF
+
+
+def test_cli_kcenter_into_a_log_file_reports_its_picks(tmp_path):
+    """The CLI as a batch job runs it: stderr is a file, and k-center (called by its method with no
+    progress flag) reports through the logger level the CLI sets."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps([{"instruction": f"Task {i}: say something about item {i}", "input": "",
+                                 "output": "word " * (i % 9 + 1) + str(i)} for i in range(40)]))
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, TUNESIFT_PROGRESS_EVERY="0", PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(tmp_path / "stderr.log", "w") as log:
+        r = subprocess.run([sys.executable, "-c", "from tunesift.cli import main; main()", "select", str(pool),
+                            "-m", "kcenter", "-b", "8", "-o", str(tmp_path / "sel.json"), "--no-cache"],
+                           stdout=subprocess.PIPE, stderr=log, text=True, env=env, timeout=600)
+    err = (tmp_path / "stderr.log").read_text()
+    if r.returncode != 0 and "all-minilm" in err.lower():
+        pytest.skip("the packaged encoder is not installed")
+    assert r.returncode == 0, err
+    assert "k-center: 8/8 pick (100%)" in err and "\r" not in err, err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..data.example import Dataset
 from .loading import LoadedLM
+from .progress import progress_bar
 from .templates import render_conversation
 
 
@@ -25,7 +26,6 @@ def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_
     """Batched (length-sorted, left-padded) generation, greedy or beam search, or sampled at
     ``temperature`` (seeded: judges and oracles re-ask with it); returns only the new text."""
     import torch   # heavy: loaded on first generation, not when the package is imported
-    from tqdm.auto import tqdm
 
     sample = temperature > 0
     if sample:
@@ -36,8 +36,9 @@ def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_
     enc = [tok(p, add_special_tokens=add_special_tokens).input_ids for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(enc[i]))
     out: list[str] = [""] * len(prompts)
-    with torch.inference_mode():
-        for s in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
+    bar = progress_bar(total=len(order), desc="generating", unit="ex", disable=not progress, leave=False)
+    with bar, torch.inference_mode():
+        for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             L = max(len(enc[i]) for i in idx)
             ids = torch.full((len(idx), L), pad, dtype=torch.long)
@@ -50,4 +51,5 @@ def generate(lm: LoadedLM, prompts: list[str], max_new_tokens: int = 256, batch_
                                  eos_token_id=tok.eos_token_id, **({"temperature": temperature} if sample else {}))
             for r, i in enumerate(idx):
                 out[i] = tok.decode(gen[r, L:], skip_special_tokens=True)
+            bar.update(len(idx))
     return out

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 from ..data.errors import TunesiftError
 from ..data.fingerprint import fingerprint
 from .loading import cache_root
+from .progress import progress_bar
 
 log = logging.getLogger("tunesift")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -103,7 +104,6 @@ class OpenAIClient:
         os.replace(tmp, d / f"{key}.json")
 
     def _many(self, path: str, bodies: list[dict], progress: bool) -> list[dict]:
-        from tqdm.auto import tqdm
         t0 = time.perf_counter()
         out: list[dict | None] = [None] * len(bodies)
         keys = [self._key(path, b) for b in bodies]
@@ -115,7 +115,7 @@ class OpenAIClient:
                 self.stats.add(cached=1)
             else:
                 todo.append(i)
-        bar = tqdm(total=len(todo), desc="API", unit="req", disable=not progress, leave=False)
+        bar = progress_bar(total=len(todo), desc="API", unit="req", disable=not progress, leave=False)
         errors: list[tuple[int, Exception]] = []
 
         def one(i: int) -> None:

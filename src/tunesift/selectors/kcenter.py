@@ -5,12 +5,14 @@ update it: O(N d) per pick and memory-bound, 0.085 s for 1M x 384 float32 on a 2
 14 minutes for 10,000 picks.  ``kcenter_greedy`` makes the same choices lazily (see its docstring):
 stale min-distances are upper bounds, only the frontier is refreshed, and refreshes are batched
 matrix products.  Memory: the data, a float32 and an int64 per point, a heap; never an N x N matrix.
+Both report picks as they go (``progress``): a bar on a terminal, a line every ~30 s in a log.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..data.errors import TunesiftError
+from ..models.progress import progress_bar, wanted
 
 
 def _check(X: np.ndarray) -> np.ndarray:
@@ -50,7 +52,7 @@ def kcenter_naive(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None
 
 
 def kcenter_torch(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None = None, device: str = "cuda",
-                  chunk: int = 1 << 20, return_gains: bool = False):
+                  chunk: int = 1 << 20, return_gains: bool = False, progress: bool | None = None):
     """The plain greedy in torch, for a GPU: the data stays on the device and each pick is one
     memory-bound pass (1M x 384 float32 is 1.5 GB: about 0.5 ms at HBM speed), so the lazy
     bookkeeping that pays on a CPU would cost more than it saves.  Same picks as ``kcenter_naive``
@@ -80,14 +82,17 @@ def kcenter_torch(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None
         update(c)
     picks: list[int] = [] if seeds else [int(first)]
     gains: list[float] = [] if seeds else [float("inf")]
-    while len(picks) < k:
-        nxt = int(torch.argmax(mind))   # first maximal index on ties, as numpy's argmax
-        best = float(mind[nxt])
-        if best <= 0:
-            break
-        picks.append(nxt)
-        gains.append(best)
-        update(nxt)
+    with progress_bar(total=k, desc="k-center", unit="pick", disable=not wanted(progress)) as bar:
+        bar.update(len(picks))
+        while len(picks) < k:
+            nxt = int(torch.argmax(mind))   # first maximal index on ties, as numpy's argmax
+            best = float(mind[nxt])
+            if best <= 0:
+                break
+            picks.append(nxt)
+            gains.append(best)
+            update(nxt)
+            bar.update(1)
     out = np.asarray(picks[:k], dtype=np.int64)
     return (out, np.asarray(gains[:k])) if return_gains else out
 
@@ -122,7 +127,7 @@ def _refresh(X, sq, C, csq, nC, idx, upto, mind, block: int = 256) -> None:
 
 def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | None = None,
                    batch: int = 512, return_gains: bool = False, device: str | None = None,
-                   pool_size: int = 65536):
+                   pool_size: int = 65536, progress: bool | None = None):
     """k-center greedy by lazy evaluation: the plain greedy's picks, much less work.
 
     A point's min-distance only falls as centers are added, so a stale value is an upper bound.
@@ -141,9 +146,11 @@ def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | Non
     rounding the picks may differ from then on; the covering radius after every pick agrees to
     float32 rounding.
     ``device``: a CUDA device runs the plain greedy there instead (``kcenter_torch``).
+    ``progress``: report picks (None: as the ``tunesift`` logger is set; see ``models.progress.wanted``).
     """
     if device is not None and str(device).startswith("cuda"):
-        return kcenter_torch(X, k, first=first, seeds=seeds, device=str(device), return_gains=return_gains)
+        return kcenter_torch(X, k, first=first, seeds=seeds, device=str(device), return_gains=return_gains,
+                             progress=progress)
 
     X = _check(X)
     N, d = X.shape
@@ -175,33 +182,36 @@ def kcenter_greedy(X: np.ndarray, k: int, first: int = 0, seeds: list[int] | Non
         return np.flatnonzero(inside), (float(rest.max()) if len(rest) else -np.inf)
 
     pool, thr = rebuild()
-    while len(picks) < k:
-        while True:
-            bounds = mind[pool]
-            j = int(np.argmax(bounds))
-            best = float(bounds[j])
-            if best <= thr and thr > -np.inf:      # a point outside the pool may win or tie
-                pool, thr = rebuild()
-                continue
-            i = int(pool[j])
-            if upto[i] == nC:
+    with progress_bar(total=k, desc="k-center", unit="pick", disable=not wanted(progress)) as bar:
+        bar.update(len(picks))
+        while len(picks) < k:
+            while True:
+                bounds = mind[pool]
+                j = int(np.argmax(bounds))
+                best = float(bounds[j])
+                if best <= thr and thr > -np.inf:      # a point outside the pool may win or tie
+                    pool, thr = rebuild()
+                    continue
+                i = int(pool[j])
+                if upto[i] == nC:
+                    break
+                if len(pool) > batch:
+                    top = pool[np.argpartition(bounds, len(pool) - batch)[len(pool) - batch:]]
+                else:
+                    top = pool
+                stale = top[upto[top] < nC]
+                if not (stale == i).any():    # ties at the cut may leave the argmax out of the top
+                    stale = np.append(stale, i)
+                _refresh(X, sq, C, csq, nC, stale, upto, mind)
+            if best <= 0:
                 break
-            if len(pool) > batch:
-                top = pool[np.argpartition(bounds, len(pool) - batch)[len(pool) - batch:]]
-            else:
-                top = pool
-            stale = top[upto[top] < nC]
-            if not (stale == i).any():    # ties at the cut may leave the argmax out of the top
-                stale = np.append(stale, i)
-            _refresh(X, sq, C, csq, nC, stale, upto, mind)
-        if best <= 0:
-            break
-        picks.append(i)
-        gains.append(best)
-        C[nC] = X[i]
-        csq[nC] = sq[i]
-        nC += 1
-        mind[i] = 0.0
-        upto[i] = nC
+            picks.append(i)
+            gains.append(best)
+            C[nC] = X[i]
+            csq[nC] = sq[i]
+            nC += 1
+            mind[i] = 0.0
+            upto[i] = nC
+            bar.update(1)
     out = np.asarray(picks[:k], dtype=np.int64)
     return (out, np.asarray(gains[:k])) if return_gains else out

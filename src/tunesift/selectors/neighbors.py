@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.errors import TunesiftError
+from ..models.progress import progress_bar, wanted
 from .cluster import kmeans
 from .kcenter import _check
 
@@ -49,7 +50,7 @@ def _to_similarity(T, q_idx, nbr, score, metric: str, dim: int, distances: bool 
     return d if distances else (-d / dim).exp()
 
 
-def _knn_exact(T, off, k: int, metric: str, chunk: int, distances: bool = False):
+def _knn_exact(T, off, k: int, metric: str, chunk: int, distances: bool = False, bar=None):
     import torch
 
     N, dim = T.shape
@@ -61,10 +62,12 @@ def _knn_exact(T, off, k: int, metric: str, chunk: int, distances: bool = False)
         v, i = torch.topk(score, k, dim=1)    # 30x faster than numpy's argpartition here
         nbr[s:s + len(q)] = i.numpy()
         val[s:s + len(q)] = _to_similarity(T, q, i, v, metric, dim, distances).numpy()
+        bar.update(len(q))
     return nbr, val
 
 
-def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int, distances: bool = False):
+def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int, distances: bool = False,
+             bar=None):
     import torch
 
     N, dim = T.shape
@@ -110,6 +113,7 @@ def _knn_ivf(T, off, k: int, metric: str, n_lists: int, n_probe: int, seed: int,
             got = np.pad(got, ((0, 0), (0, k - kk)), mode="edge")
             sim = np.pad(sim, ((0, 0), (0, k - kk)), mode="edge" if distances else "constant")
         nbr[q], val[q] = got, sim
+        bar.update(len(q))
     return nbr, val
 
 
@@ -150,13 +154,14 @@ def _knn_faiss(T, k: int, metric: str, n_lists: int, n_probe: int, seed: int, di
 
 
 def knn_graph(X: np.ndarray, k: int = 20, metric: str = "cosine", index: str = "auto", n_lists: int | None = None,
-              n_probe: int = 8, seed: int = 0, chunk: int = 1024,
-              distances: bool = False) -> tuple[np.ndarray, np.ndarray]:
+              n_probe: int = 8, seed: int = 0, chunk: int = 1024, distances: bool = False,
+              progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each point's ``k`` most similar points (itself included) and the similarities: (N x k ids,
     N x k values).  ``metric``: cosine, or submodlib's exp(-||x - y|| / dim).  ``index``: exact, ivf,
     faiss (faiss's IVF index, its ``n_probe`` counted in cells), or auto (exact up to 60,000 points).  IVF: ``n_lists`` cells (default sqrt(N)); each cell's points
     are compared with the nearest cells holding ``n_probe`` average cells' worth of points;
-    deterministic per ``seed``.  ``distances`` (euclidean only): return ||x - y|| instead of the kernel."""
+    deterministic per ``seed``.  ``distances`` (euclidean only): return ||x - y|| instead of the kernel.
+    ``progress``: report points done (None: as the ``tunesift`` logger is set; faiss searches in one call)."""
     import torch
 
     X = _check(X)
@@ -167,10 +172,11 @@ def knn_graph(X: np.ndarray, k: int = 20, metric: str = "cosine", index: str = "
     if distances and metric != "euclidean":
         raise TunesiftError("distances=True needs metric='euclidean'")
     T, off = _prepare(X, metric)
-    with torch.inference_mode():
+    bar = progress_bar(total=N, desc="k-NN graph", unit="pt", disable=not wanted(progress))
+    with bar, torch.inference_mode():
         if index == "exact" or (index == "auto" and N <= EXACT_UP_TO):
-            return _knn_exact(T, off, k, metric, chunk, distances)
+            return _knn_exact(T, off, k, metric, chunk, distances, bar)
         n_lists = int(n_lists or max(1, round(np.sqrt(N))))
         if index == "faiss":
             return _knn_faiss(T, k, metric, min(n_lists, N), n_probe, seed, distances)
-        return _knn_ivf(T, off, k, metric, min(n_lists, N), n_probe, seed, distances)
+        return _knn_ivf(T, off, k, metric, min(n_lists, N), n_probe, seed, distances, bar)

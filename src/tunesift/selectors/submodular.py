@@ -10,6 +10,7 @@ import heapq
 import numpy as np
 
 from ..data.errors import TunesiftError
+from ..models.progress import progress_bar, wanted
 from .kcenter import _check
 from .neighbors import knn_graph
 
@@ -49,12 +50,13 @@ def knn_similarity(X: np.ndarray, k: int = 20, metric: str = "cosine", chunk: in
 
 
 def facility_location(S=None, k: int = 10, *, sparse=None, initial: np.ndarray | None = None,
-                      modular: np.ndarray | None = None, return_gains: bool = False):
+                      modular: np.ndarray | None = None, return_gains: bool = False, progress: bool | None = None):
     """Lazy greedy for facility location over a dense kernel ``S`` (N x N, rows = points covered,
     columns = candidates) or a ``sparse`` kernel from ``knn_similarity``.  Gains are clipped at 0,
     so negative similarities never reduce coverage.  ``initial``: coverage already achieved (e.g.
     by a private set; FLCG-style conditioning).  ``modular``: a per-candidate bonus added to every
-    gain (QDIT's alpha * quality); the sum stays submodular, so lazy greedy stays exact."""
+    gain (QDIT's alpha * quality); the sum stays submodular, so lazy greedy stays exact.
+    ``progress``: report picks (None: as the ``tunesift`` logger is set)."""
     if (S is None) == (sparse is None):
         raise TunesiftError("pass exactly one of a dense kernel S or a sparse kernel")
     n_cand = S.shape[1] if S is not None else len(sparse[0]) - 1
@@ -98,15 +100,18 @@ def facility_location(S=None, k: int = 10, *, sparse=None, initial: np.ndarray |
     heap = [(-float(g), a) for a, g in enumerate(first)]
     heapq.heapify(heap)
     picks, gains = [], []
-    while heap and len(picks) < k:
-        neg, a = heapq.heappop(heap)
-        g = gain(a)
-        if heap and g < -heap[0][0] - 1e-12:
-            heapq.heappush(heap, (-g, a))   # stale bound: re-queue with the true gain
-            continue
-        picks.append(a)
-        gains.append(g)
-        add(a)
+    with progress_bar(total=min(k, n_cand), desc="facility location", unit="pick",
+                      disable=not wanted(progress)) as bar:
+        while heap and len(picks) < k:
+            neg, a = heapq.heappop(heap)
+            g = gain(a)
+            if heap and g < -heap[0][0] - 1e-12:
+                heapq.heappush(heap, (-g, a))   # stale bound: re-queue with the true gain
+                continue
+            picks.append(a)
+            gains.append(g)
+            add(a)
+            bar.update(1)
     out = np.asarray(picks, dtype=np.int64)
     return (out, np.asarray(gains)) if return_gains else out
 
@@ -146,12 +151,13 @@ def facility_location_value(S: np.ndarray, picks) -> float:
     return float(np.maximum(S[:, list(picks)].max(axis=1), 0).sum())
 
 
-def dpp_greedy(X: np.ndarray, k: int, quality: np.ndarray | None = None, eps: float = 1e-10) -> np.ndarray:
+def dpp_greedy(X: np.ndarray, k: int, quality: np.ndarray | None = None, eps: float = 1e-10,
+               progress: bool | None = None) -> np.ndarray:
     """Fast greedy MAP inference for a DPP (Chen, Zhang, Zhou, NeurIPS 2018).
 
     Kernel L = diag(q) S diag(q), S = cosine similarity of the rows of X; built on the fly, one row
     per pick (O(N k) memory, no N x N matrix).  Each step adds the item with the largest marginal
-    gain in log det(L_A), via an incremental Cholesky factorisation."""
+    gain in log det(L_A), via an incremental Cholesky factorisation.  ``progress``: as ``facility_location``."""
     X = _check(X)
     Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     N = len(Xn)
@@ -163,17 +169,19 @@ def dpp_greedy(X: np.ndarray, k: int, quality: np.ndarray | None = None, eps: fl
     d2 = q * q * (Xn * Xn).sum(1)
     picks: list[int] = []
     j = int(np.argmax(d2))
-    while len(picks) < k:
-        if d2[j] < eps:
-            break
-        picks.append(j)
-        t = len(picks) - 1
-        Lj = q[j] * q * (Xn @ Xn[j]).astype(np.float64)
-        e = (Lj - cis[:t, j] @ cis[:t]) / np.sqrt(d2[j])
-        cis[t] = e
-        d2 = d2 - e * e
-        d2[picks] = -np.inf
-        j = int(np.argmax(d2))
+    with progress_bar(total=k, desc="DPP greedy", unit="pick", disable=not wanted(progress)) as bar:
+        while len(picks) < k:
+            if d2[j] < eps:
+                break
+            picks.append(j)
+            t = len(picks) - 1
+            Lj = q[j] * q * (Xn @ Xn[j]).astype(np.float64)
+            e = (Lj - cis[:t, j] @ cis[:t]) / np.sqrt(d2[j])
+            cis[t] = e
+            d2 = d2 - e * e
+            d2[picks] = -np.inf
+            j = int(np.argmax(d2))
+            bar.update(1)
     return np.asarray(picks, dtype=np.int64)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -74,3 +75,28 @@ class ShardCache:
             np.savez(f, keys=keys, **arrays)
         os.replace(tmp, self.dir / name)
         self._pending.clear()
+
+
+class CacheWriter:
+    """Results into a ``ShardCache`` (or nowhere, when there is none) as they arrive: ``tick`` flushes
+    once ``every`` results are pending or ``seconds`` have passed since the last flush (either None:
+    no such bound), ``flush`` writes the rest.  Callers flush in a ``finally``, so an interrupted run
+    keeps what finished."""
+
+    def __init__(self, cache: ShardCache | None, every: int | None = None, seconds: float | None = None):
+        self.cache, self.every, self.seconds = cache, every, seconds
+        self._last = time.perf_counter()
+
+    def put(self, key: bytes | None, values: tuple) -> None:
+        if self.cache is not None and key is not None:   # no key: a result that is not cached
+            self.cache.put(key, values)
+
+    def tick(self) -> None:
+        if self.cache is not None and ((self.every is not None and self.cache.pending >= self.every) or (
+                self.seconds is not None and time.perf_counter() - self._last > self.seconds)):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.cache is not None:
+            self.cache.flush()
+        self._last = time.perf_counter()

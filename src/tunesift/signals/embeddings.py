@@ -20,12 +20,12 @@ from ..data.errors import TunesiftError
 from ..data.fingerprint import digest
 from ..data.io import Example
 from ..models.loading import INSTALL_DEFAULT_MODELS, cache_root, model_fingerprint, resolve_device
-from .batching import gathered
-from .cache import ShardCache
-from .distributed import Recipe, Runner, parts_of, run_units, units_of
+from ..models.progress import progress_bar
+from .batching import gathered, run_and_store
+from .cache import CacheWriter, ShardCache
+from .distributed import Recipe, Runner, parts_of, units_of
 from .pooled_states import PooledStates
 from .pooling import parse_pooling, pool, pooling_config
-from .progress import progress_bar
 
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 FIELDS = ("instruction", "instruction_input", "response", "whole")
@@ -141,22 +141,8 @@ class Embedder:
                          parts_of(self.runner))
         bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
 
-        def done(u: int, vecs: list) -> None:
-            for idx, v in zip(units[u], vecs):
-                for i, row in zip(idx, v):
-                    out[i] = row
-                    if self.cache is not None:
-                        self.cache.put(keys[i], (row,))
-                bar.update(len(idx))
-            if self.cache is not None and self.cache.pending >= 2048:
-                self.cache.flush()
-
-        try:
-            run_units(self.runner, self.recipe, self, [[[texts[i] for i in b] for b in unit] for unit in units], done)
-        finally:
-            bar.close()
-            if self.cache is not None:
-                self.cache.flush()
+        run_and_store(self.runner, self.recipe, self, units, [[[texts[i] for i in b] for b in unit] for unit in units],
+                      out, keys, CacheWriter(self.cache, every=2048), bar)
         return out
 
 

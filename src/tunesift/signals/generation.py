@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..models.generate import generate
 from ..models.loading import LoadedLM
+from ..models.progress import progress_bar
 from .distributed import Recipe, Runner, run_units
 
 
@@ -33,14 +34,13 @@ class Generator:
     def __call__(self, prompts: list[str], progress: bool = False) -> list[str]:
         if self.runner is None or not self.runner.remote:
             return generate(self.lm, prompts, progress=progress, **self.kw)
-        from tqdm.auto import tqdm
         tok, bs = self.lm.tokenizer, self.kw["batch_size"]
         lens = [len(x) for x in tok(list(prompts), add_special_tokens=self.kw["add_special_tokens"])["input_ids"]]
         order = sorted(range(len(prompts)), key=lambda i: -lens[i])   # generate's own order and batches
         batches = [order[s:s + bs] for s in range(0, len(order), bs)]
         units = [list(range(u, min(u + 4, len(batches)))) for u in range(0, len(batches), 4)]
         out = [""] * len(prompts)
-        bar = tqdm(total=len(prompts), desc="generating", unit="ex", disable=not progress, leave=False)
+        bar = progress_bar(total=len(prompts), desc="generating", unit="ex", disable=not progress, leave=False)
 
         def done(u: int, answers: list[list[str]]) -> None:
             for b, got in zip(units[u], answers):

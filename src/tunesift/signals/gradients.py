@@ -19,11 +19,11 @@ import numpy as np
 
 from ..data.errors import TunesiftError
 from ..models.heads import body_and_head, head_logits
+from ..models.progress import progress_bar
 from ..models.templates import Rendered
 from .batching import pad_id_of, right_padded, token_batches
 from .distributed import Recipe, Runner, parts_of, units_of
 from .likelihood import tokenize_targets
-from .progress import progress_bar
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8   # LESS's constants (equal to AdamW's defaults)
 

@@ -18,10 +18,10 @@ from typing import Sequence
 import numpy as np
 
 from ..models.loading import cache_root
-from .batching import cached_split, gathered, pad_id_of, right_padded, token_batches
-from .cache import ShardCache
-from .distributed import Recipe, Runner, parts_of, run_units, units_of
-from .progress import progress_bar
+from ..models.progress import progress_bar
+from .batching import cached_split, gathered, pad_id_of, right_padded, run_and_store, token_batches
+from .cache import CacheWriter, ShardCache
+from .distributed import Recipe, Runner, parts_of, units_of
 
 POOLINGS = ("weighted_mean", "mean", "last")
 
@@ -99,22 +99,8 @@ class PooledStates:
         units = units_of(batches, lens, 4 * self.batch_tokens, parts_of(self.runner))
         bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
 
-        def done(u: int, vecs: list) -> None:
-            for b, v in zip(units[u], vecs):
-                for r, i in enumerate(b):
-                    out[i] = v[r]
-                    if self.cache is not None:
-                        self.cache.put(keys[i], (v[r],))
-                bar.update(len(b))
-            if self.cache is not None and self.cache.pending >= 2048:
-                self.cache.flush()
-
-        try:
-            run_units(self.runner, self.recipe, self, [[[ids[i] for i in b] for b in unit] for unit in units], done)
-        finally:
-            bar.close()
-            if self.cache is not None:
-                self.cache.flush()
+        run_and_store(self.runner, self.recipe, self, units, [[[ids[i] for i in b] for b in unit] for unit in units],
+                      out, keys, CacheWriter(self.cache, every=2048), bar)
         return out
 
     def _hidden_size(self) -> int:

@@ -15,10 +15,10 @@ import numpy as np
 
 from ..data.errors import TunesiftError
 from ..models.loading import cache_root, resolve_device, tensor_fingerprint
-from .batching import cached_split, token_batches
-from .cache import ShardCache
-from .distributed import Recipe, Runner, parts_of, run_units, units_of
-from .progress import progress_bar
+from ..models.progress import progress_bar
+from .batching import cached_split, run_and_store, token_batches
+from .cache import CacheWriter, ShardCache
+from .distributed import Recipe, Runner, parts_of, units_of
 
 
 class RewardModel:
@@ -72,21 +72,9 @@ class RewardModel:
         units = units_of(batches, lens, 4 * self.batch_tokens, parts_of(self.runner))
         bar = progress_bar(total=len(todo), desc=desc, unit="ex", disable=not self.progress, leave=False)
 
-        def done(u: int, vals: list) -> None:
-            for b, v in zip(units[u], vals):
-                for r, i in enumerate(b):
-                    out[i] = v[r]
-                    if self.cache is not None:
-                        self.cache.put(keys[i], (float(v[r]),))
-                bar.update(len(b))
-
-        try:
-            payload = [[[(ids[i], types[i] if types else None) for i in b] for b in unit] for unit in units]
-            run_units(self.runner, self.recipe, self, payload, done)
-        finally:
-            bar.close()
-            if self.cache is not None:
-                self.cache.flush()
+        payload = [[[(ids[i], types[i] if types else None) for i in b] for b in unit] for unit in units]
+        run_and_store(self.runner, self.recipe, self, units, payload, out, keys, CacheWriter(self.cache), bar,
+                      value=lambda v: (float(v),))
         self.seconds += time.perf_counter() - t0
         return out, trunc
 

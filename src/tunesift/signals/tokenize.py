@@ -1,5 +1,6 @@
 """Tokenisation of targets: token ids and the positions of target tokens in each rendering, the one
-rule that scoring (the likelihood engine, gradients) and training share."""
+rule that scoring (the likelihood engine, gradients) and training share; and of rating prompts,
+scored at their next token."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,6 +64,22 @@ def tokenize_targets(tokenizer, requests: Sequence[Rendered], max_length: int,
             out[i] = _Prepared(flat_ids[starts[j]:starts[j] + end], kept, n_target, len(kept) < n_target)
     return out  # type: ignore[return-value]
 
+
+def tokenize_prompts(tokenizer, texts: Sequence[str], max_length: int,
+                     add_special_tokens: bool = True) -> tuple[list[_Prepared], np.ndarray]:
+    """Token ids of each text, scored at its one next-token position (after the last token), and
+    whether it was cut.  A text longer than ``max_length`` loses its middle: the first quarter of
+    ``max_length`` (a rating prompt's instruction, the BOS) and the rest from the end (the question
+    it ends with) are kept."""
+    enc = tokenizer(list(texts), add_special_tokens=add_special_tokens, return_attention_mask=False)
+    prep, trunc = [], np.zeros(len(texts), dtype=bool)
+    for i, ids in enumerate(enc["input_ids"]):
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) > max_length:
+            head = max_length // 4
+            ids, trunc[i] = np.concatenate([ids[:head], ids[len(ids) - max_length + head:]]), True
+        prep.append(_Prepared(ids, np.array([len(ids)]), 1, bool(trunc[i])))
+    return prep, trunc
 
 def _encode(tokenizer, texts: list[str], add_special_tokens: bool):
     """(ids, offsets) lists per text.  For a plain fast tokenizer, straight from the Rust backend: the
