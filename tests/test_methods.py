@@ -111,6 +111,7 @@ def test_random_is_seeded(alpaca_file):
 LIGHT = {"mods": lambda tmp: dict(epochs=1, max_new_tokens=8),
          "learning-percentage": lambda tmp: dict(epochs=2),
          "diverseevol": lambda tmp: dict(rounds=2, epochs=1),
+         "lead": lambda tmp: dict(lora_targets="all-linear", warmup_fraction=0.5, learning_rate=1e-2, batch_size=2),
          "less": lambda tmp: dict(target=str(_target_set(tmp)), epochs=2, lora_r=4, lora_alpha=8, proj_dim=32,
                                   warmup_fraction=0.5, learning_rate=1e-2, batch_size=2),
          "g2is": lambda tmp: dict(target=str(_target_set(tmp)), epochs=2, lora_r=4, lora_alpha=8, proj_dim=32,

@@ -331,13 +331,13 @@ class LEAD(Method):
                    default="paper", parameter="cosine=code"),
         Divergence(topic="utility smoothing",
                    official="src/online/run_lead.py:1026,1041: acc_loss overwritten with the new estimate; "
-                            "gamma = 1 - b computed (:858) and unused",
+                            "gamma = 1 - b computed (:849) and unused",
                    paper="exponential smoothing of historical loss signals, b = 0.1 (run_lead.sh --b 0.1)",
                    default="paper", parameter="smoothing=0 (weight of the old utility; 0.1 by default, reconstructed)"),
         Divergence(topic="empty rounds and small pools",
                    official="src/online/run_lead.py:953: int(n x 0.015) examples per (cluster, task), 0 below 67 "
                             "candidates; an exhausted cluster is still drawn; an empty round divides by zero (:1118); "
-                            "exp3.py:27 divides by zero when the reward history is flat",
+                            "exp3.py:29 divides by zero when the reward history is flat",
                    default="ours",
                    parameter="at least 1 per (cluster, task) with candidates; exhausted clusters not drawn; a flat "
                              "history normalises to 0"),
