@@ -204,7 +204,11 @@ def test_sampler_hook_trains_the_named_examples_and_reports_their_losses(tiny_ll
     cfg = TrainConfig(template="alpaca", learning_rate=1e-2, batch_size=2, lora_dropout=0.0, lr_schedule="exponential",
                       lr_decay=0.5, lr_decay_steps=2)
     res = finetune(tiny_llama, ds, cfg, progress=False, sampler=smp)
-    assert smp.trainable.all() and len(res.log) == 4
+    assert smp.trainable.all() and len(res.log) == 4 and res.examples == 8
+    # what the sampler chose (each step as a set) is part of the trained model's fingerprint
+    other = finetune(tiny_llama, ds, cfg, progress=False, sampler=_Fixed([[3, 1, 5], [0], [7, 6], [4, 2]]))
+    same = finetune(tiny_llama, ds, cfg, progress=False, sampler=_Fixed([[1, 5, 3], [0], [2, 7], [6, 4]]))
+    assert other.lm.fingerprint != res.lm.fingerprint == same.lm.fingerprint
     assert [sorted(h[1]) for h in smp.heard] == [[1, 3, 5], [0], [2, 7], [4, 6]]
     # the first step's losses: the base model's (LoRA starts as the identity), before its update
     base = _example_losses(tiny_llama, ds)

@@ -480,6 +480,8 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         on_epoch(EpochSnapshot(epoch, snap, opt, float(np.mean(lrs)) if lrs else None))
         net.train()
 
+    trained: set[int] = set()      # the items a sampler named
+    chosen = hashlib.sha256()      # and its steps, in order: part of the trained model's fingerprint
     at_epoch(0)
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, dynamic_ncols=True, leave=False)
     try:
@@ -498,6 +500,8 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
             history.append({"step": s + 1, "epoch": step_epoch[s] if step_epoch else 0, "loss": loss_sum, "lr": lr,
                             "grad_norm": gnorm, "tokens": step_tokens, "seconds": time.perf_counter() - t0})
             if sampler is not None:
+                trained.update(members)
+                chosen.update(json.dumps(sorted(position[i] for i in members)).encode())
                 sampler.feedback(StepFeedback(s + 1, np.asarray([position[i] for i in members], dtype=np.int64),
                                               np.asarray([losses[i] for i in members]), lr, net))
             bar.update(1)
@@ -508,9 +512,11 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         bar.close()
 
     net = _finish(net, lm, cfg, output_dir)
-    trained = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", _fingerprint(lm, data, cfg), str(dev), "float32")
-    res = TrainResult(trained, cfg, history, examples=len(data) - sum(v for k, v in skipped.items()
-                                                                       if k != "truncated_response_kept"),
+    examples = len(trained) if sampler is not None else len(data) - sum(
+        v for k, v in skipped.items() if k != "truncated_response_kept")
+    fp = _fingerprint(lm, data, cfg) + (f"-sampled-{chosen.hexdigest()[:16]}" if sampler is not None else "")
+    model_out = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", fp, str(dev), "float32")
+    res = TrainResult(model_out, cfg, history, examples=examples,
                       target_tokens=n_tokens, skipped=skipped, seconds=time.perf_counter() - t0,
                       output_dir=str(output_dir) if output_dir is not None else None)
     if output_dir is not None:
