@@ -51,7 +51,11 @@ an empty round and divide by zero); at least one example per (cluster, task) wit
 (floor(0.015 x n) is 0 below 67 candidates); training continues until the budget (the code stops
 after ``num_train_epochs`` = 20 rounds: ``max_rounds``).  One template for every stage (the code uses
 ChatML for IFD, Tulu's tags for the initial utility and role-less text for training).  Draws use the
-run's seed (the code's ``np.random.choice`` is unseeded).
+run's seed (the code's ``np.random.choice`` is unseeded); with a cluster left out, the draw and the
+update use the probabilities renormalised over the rest.  Only the paper's abstract was at hand: the
+smoothing's weights (history 0.1, from ``--b 0.1``) follow the code's variable, not the paper's
+equation.  Scale: lr x dL is lr (2e-5) times a loss-sized theta, so at LEAD's learning rate the
+ranking is in effect by the smoothed training loss, as in the code.
 """
 from __future__ import annotations
 
