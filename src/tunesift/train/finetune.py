@@ -25,6 +25,9 @@ Design choices, each a common SFT convention made explicit:
   decay to 0.
 - LoRA weights are merged into the returned model (``merge_and_unload``), so evaluation runs on a
   plain model through the same fast engine; the adapter itself is saved when ``output_dir`` is set.
+- ``sampler``: a method that selects while it trains (LEAD) passes a ``Sampler``, which names each
+  step's examples and hears back their losses; the engine keeps the optimizer, schedule and loss.
+  Without one, the epochs are planned up front as above (the default, unchanged).
 """
 from __future__ import annotations
 
@@ -68,6 +71,7 @@ class TrainConfig:
     max_length: int = 1024
     warmup_ratio: float = 0.03
     lr_schedule: str = "linear"       # transformers.get_scheduler's linear | cosine (to 0; cosine is the Alpaca recipe's)
+                                      # | exponential: lr x lr_decay ** (step // lr_decay_steps), no warm-up (LEAD)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     lora_r: int = 16
@@ -82,12 +86,16 @@ class TrainConfig:
     loss_group_size: int = 1          # examples per group with loss_weighting="group" (the official per-device batch)
     seed: int = 0
     bf16: bool | None = None          # None: bf16 autocast on a CUDA device that supports it
+    lr_decay: float = 0.995           # lr_schedule="exponential" only
+    lr_decay_steps: int = 8
 
     def validate(self) -> None:
         if self.method not in ("lora", "full"):
             raise TunesiftError(f"train method must be 'lora' or 'full', not {self.method!r}")
-        if self.lr_schedule not in ("linear", "cosine"):
-            raise TunesiftError(f"lr_schedule must be 'linear' or 'cosine', not {self.lr_schedule!r}")
+        if self.lr_schedule not in ("linear", "cosine", "exponential"):
+            raise TunesiftError(f"lr_schedule must be 'linear', 'cosine' or 'exponential', not {self.lr_schedule!r}")
+        if not 0 < self.lr_decay <= 1 or self.lr_decay_steps < 1:
+            raise TunesiftError("lr_decay must be in (0, 1] and lr_decay_steps at least 1")
         if self.template != "auto" and self.template not in TEMPLATES:
             raise TunesiftError(f"unknown template {self.template!r}; choose auto or {', '.join(TEMPLATES)}")
         if self.epochs <= 0 or self.batch_size < 1 or (self.micro_batch_tokens or 16) < 16 or self.max_length < 8:
@@ -116,6 +124,36 @@ class EpochSnapshot:
 
 
 @dataclass
+class StepFeedback:
+    """What a ``Sampler`` hears after each optimiser step it chose."""
+    step: int                         # 1, 2, ...: optimiser steps taken so far
+    indices: np.ndarray               # the step's examples (positions in the data)
+    losses: np.ndarray                # each one's mean loss over its target tokens, from this step's
+                                      # forward pass (before the update; dropout on, as trained)
+    lr: float                         # the learning rate the step used
+    model: Any                        # the network in training (LoRA adapters unmerged): read, never write
+
+
+class Sampler:
+    """Chooses the examples of each optimiser step while ``finetune`` trains (a method that selects as it
+    trains, LEAD, subclasses it).  The engine calls ``start`` once, then alternately ``next_step`` (the
+    next step's data positions; None or empty ends training) and ``feedback`` for that step.  Linear and
+    cosine schedules need ``total_steps``; ``lr_schedule="exponential"`` needs no end."""
+
+    total_steps: int | None = None
+
+    def start(self, trainable: np.ndarray, model: Any) -> None:
+        """``trainable[i]``: example i has a target token within max_length (only those may be named);
+        ``model``: the network that will train (as in ``StepFeedback``)."""
+
+    def next_step(self) -> Any:
+        raise NotImplementedError
+
+    def feedback(self, fb: StepFeedback) -> None:
+        """Called after the step's update."""
+
+
+@dataclass
 class TrainResult:
     lm: LoadedLM                      # the trained model (LoRA merged), in eval mode
     config: TrainConfig
@@ -141,7 +179,9 @@ def _fresh_model(model: Any, device: str | None, trust_remote_code: bool) -> Loa
     return load_causal_lm(model, device=device or "auto", dtype="float32", trust_remote_code=trust_remote_code)
 
 
-def _examples(lm: LoadedLM, data: Dataset, cfg: TrainConfig):
+def _examples(lm: LoadedLM, data: Dataset, cfg: TrainConfig, positions: list | None = None):
+    """(template, items (token ids, target positions), skipped counts); ``positions`` gets each item's
+    position in ``data``."""
     template = cfg.template
     if template == "auto":
         template = "chat" if getattr(lm.tokenizer, "chat_template", None) else "alpaca"
@@ -149,7 +189,7 @@ def _examples(lm: LoadedLM, data: Dataset, cfg: TrainConfig):
     prep = tokenize_targets(lm.tokenizer, reqs, cfg.max_length)
     eos = lm.tokenizer.eos_token_id
     items, skipped = [], {}
-    for p, r in zip(prep, reqs):
+    for k, (p, r) in enumerate(zip(prep, reqs)):
         if len(p.pos) == 0:
             skipped["no_target_within_max_length"] = skipped.get("no_target_within_max_length", 0) + 1
             continue
@@ -161,10 +201,12 @@ def _examples(lm: LoadedLM, data: Dataset, cfg: TrainConfig):
         if p.truncated:
             skipped["truncated_response_kept"] = skipped.get("truncated_response_kept", 0) + 1
         items.append((ids, pos))
+        if positions is not None:
+            positions.append(k)
     return template, items, skipped
 
 
-def _micro_batches(items, cfg: TrainConfig, rng: np.random.Generator) -> list[list[int]]:
+def _micro_batches(items, cfg: TrainConfig, rng: np.random.Generator | None) -> list[list[int]]:
     order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
     out, cur, cur_len = [], [], 0
     for i in order:
@@ -177,8 +219,28 @@ def _micro_batches(items, cfg: TrainConfig, rng: np.random.Generator) -> list[li
         cur.append(i)
     if cur:
         out.append(cur)
-    rng.shuffle(out)
+    if rng is not None:
+        rng.shuffle(out)
     return out
+
+
+def _sampled_steps(sampler: Sampler, position: list[int], items, cfg: TrainConfig):
+    """The sampler's steps as the engine's: each step's examples in length-packed micro-batches (no
+    shuffle: a step's gradient does not depend on their order).  Asked lazily, after the previous
+    step's feedback."""
+    item_of = {p: i for i, p in enumerate(position)}
+    one_step = dataclasses.replace(cfg, batch_size=10 ** 9)    # the token budget alone cuts micro-batches
+    while True:
+        chosen = sampler.next_step()
+        if chosen is None or len(chosen) == 0:
+            return
+        bad = [int(j) for j in chosen if int(j) not in item_of]
+        if bad:
+            raise TunesiftError(f"the sampler chose example(s) {bad[:5]} with no target token within "
+                                f"max_length={cfg.max_length} (or outside the data)")
+        sub = [items[item_of[int(j)]] for j in chosen]
+        order = [item_of[int(j)] for j in chosen]
+        yield [[order[k] for k in mb] for mb in _micro_batches(sub, one_step, None)]
 
 
 def _pack(items, max_length: int):
@@ -211,29 +273,42 @@ def step_weights(sizes: list[int], cfg: TrainConfig, rng: np.random.Generator) -
     return w
 
 
-def _loss_sum(net, ids, labels, fast: bool, weight=None):
+def _loss_sum(net, ids, labels, fast: bool, weight=None, row_means: list | None = None):
     """Next-token cross-entropy over the labelled positions, summed with each row's ``weight`` (one
     per row; None: 1).  ``fast``: the LM head only at those positions.  Full logits are (tokens x vocab) floats with several copies alive through
     backward; on 64 examples at 4,096-token micro-batches the head at targets alone took the 135M
-    default's peak from 17.5 to 15.0 GB and its time from 110 to 92 s (measured)."""
+    default's peak from 17.5 to 15.0 GB and its time from 110 to 92 s (measured).
+    ``row_means``: each row's mean target-token loss is appended to it (detached)."""
     import torch
     F = torch.nn.functional
     if not fast:
         logits = net(input_ids=ids, use_cache=False).logits
         ce = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                              ignore_index=-100, reduction="none").reshape(labels.shape[0], -1)
+        if row_means is not None:
+            n = (labels[:, 1:] != -100).sum(1).clamp(min=1)
+            row_means.extend((ce.detach().sum(1) / n).tolist())
         return ce.sum() if weight is None else (ce.sum(1) * weight).sum()
     body, head, cap = body_and_head(net)
     h = body(input_ids=ids, use_cache=False)[0]
     rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)   # position t predicts token t + 1
     ce = F.cross_entropy(head_logits(head, h[rows, cols], cap), labels[rows, cols + 1], reduction="none")
+    if row_means is not None:
+        B = labels.shape[0]
+        sums = torch.zeros(B, device=ce.device).index_add_(0, rows, ce.detach().float())
+        row_means.extend((sums / torch.bincount(rows, minlength=B).clamp(min=1)).tolist())
     return ce.sum() if weight is None else (ce * weight[rows]).sum()
 
 
 def _fingerprint(lm: LoadedLM, data: Dataset, cfg: TrainConfig) -> str:
     # Keyed by what produced it (base model, data, config): a tensor hash of a large model samples a
     # few tensors only, which a LoRA merge may leave unchanged, and scores must never be shared.
-    fp = hashlib.sha256(json.dumps([lm.fingerprint, data.fingerprint, asdict(cfg)], sort_keys=True).encode())
+    # The decay settings apply to the exponential schedule only: left out otherwise, so fingerprints
+    # (and caches) of runs made before they existed stay valid.
+    c = asdict(cfg)
+    if cfg.lr_schedule != "exponential":
+        c.pop("lr_decay"), c.pop("lr_decay_steps")
+    fp = hashlib.sha256(json.dumps([lm.fingerprint, data.fingerprint, c], sort_keys=True).encode())
     return "sft-" + fp.hexdigest()[:24]
 
 
@@ -276,8 +351,10 @@ def _plan_steps(items, cfg: TrainConfig, rng: np.random.Generator):
     return plan, step_epoch, epoch_ends
 
 
-def _step_loss(net, items, step, w: dict, pad: int, dev, use_bf16: bool, fast_box: list) -> float:
-    """Forward and backward over a step's micro-batches; returns the step's (weighted) loss."""
+def _step_loss(net, items, step, w: dict, pad: int, dev, use_bf16: bool, fast_box: list,
+               losses: dict | None = None) -> float:
+    """Forward and backward over a step's micro-batches; returns the step's (weighted) loss.
+    ``losses``: filled with each item's mean target-token loss (for a sampler)."""
     import torch
     loss_sum = 0.0
     for mb in step:
@@ -294,8 +371,11 @@ def _step_loss(net, items, step, w: dict, pad: int, dev, use_bf16: bool, fast_bo
         weight = torch.tensor([w[i] for i in mb], dtype=torch.float32, device=dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
             # per-token losses weighted so that the step's loss is an exact mean (``step_weights``)
-            loss = _loss_sum(net, ids, labels, fast_box[0], weight)
+            means = [] if losses is not None else None
+            loss = _loss_sum(net, ids, labels, fast_box[0], weight, means)
         loss.backward()
+        if losses is not None:
+            losses.update(zip(mb, means))
         loss_sum += float(loss.detach())
     return loss_sum
 
@@ -327,12 +407,15 @@ def _write_log(out: Path, res: TrainResult, template: str, base_name: str) -> No
 
 def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, output_dir: str | Path | None = None,
              device: str | None = None, trust_remote_code: bool = False, progress: bool = True,
-             on_epoch: Callable[[EpochSnapshot], None] | None = None) -> TrainResult:
+             on_epoch: Callable[[EpochSnapshot], None] | None = None,
+             sampler: Sampler | None = None) -> TrainResult:
     """Fine-tune ``model`` (a ``LoadedLM``, a path, a hub id, or None for the default model) on ``data``.
 
     ``on_epoch(snapshot)`` is called before the first step (epoch 0) and after each whole epoch with an
     ``EpochSnapshot``: methods that measure training dynamics (learning percentage, LESS) score the
-    model there.  It must not change the model or the optimizer; training resumes after it."""
+    model there.  It must not change the model or the optimizer; training resumes after it.
+    ``sampler``: it chooses every step's examples instead of the epochs (``cfg.epochs`` is then unused;
+    only ``on_epoch``'s epoch 0 is called); see ``Sampler``."""
     import torch   # heavy: torch, tqdm and transformers load when training starts
     from tqdm.auto import tqdm
     from transformers import get_scheduler
@@ -348,21 +431,38 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     dev = next(lm.model.parameters()).device
     if cfg.micro_batch_tokens is None:     # resolved here, so the run's summary records the value used
         cfg = dataclasses.replace(cfg, micro_batch_tokens=4096 if dev.type == "cuda" else 1024)
-    template, items, skipped = _examples(lm, data, cfg)
+    position: list[int] = []        # each item's position in ``data`` (a sampler speaks in those)
+    template, items, skipped = _examples(lm, data, cfg, position)
     if not items:
         raise TunesiftError(f"no example has a response token within max_length={cfg.max_length}")
+    if sampler is not None and cfg.packing:
+        raise TunesiftError("a sampler names examples, packing merges them into rows: use one or the other")
     if cfg.packing:
         perm = rng.permutation(len(items))
         items = _pack([items[i] for i in perm], cfg.max_length)
     net = _trainable(lm.model, cfg)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    plan, step_epoch, epoch_ends = _plan_steps(items, cfg, rng)
-    total = len(plan)
-    # The Hugging Face Trainer's schedule (the official recipes' trainer): linear warm-up from 0 over
-    # int(warmup_ratio * steps) steps, then linear or cosine decay to 0.
-    sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=int(cfg.warmup_ratio * total),
-                          num_training_steps=total)
+    if sampler is None:
+        plan, step_epoch, epoch_ends = _plan_steps(items, cfg, rng)
+        total = len(plan)
+    else:
+        total, epoch_ends = sampler.total_steps, {}
+        if total is None and cfg.lr_schedule != "exponential":
+            raise TunesiftError(f"lr_schedule={cfg.lr_schedule!r} decays to 0 at a last step: the sampler must "
+                                "give total_steps, or use lr_schedule='exponential'")
+        trainable = np.zeros(len(data), dtype=bool)
+        trainable[position] = True
+        plan, step_epoch = _sampled_steps(sampler, position, items, cfg), None
+        sampler.start(trainable, net)
+    if cfg.lr_schedule == "exponential":
+        # LEAD's LambdaLR (run_lead.py): no warm-up, a constant decay every lr_decay_steps steps
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: cfg.lr_decay ** (t // cfg.lr_decay_steps))
+    else:
+        # The Hugging Face Trainer's schedule (the official recipes' trainer): linear warm-up from 0 over
+        # int(warmup_ratio * steps) steps, then linear or cosine decay to 0.
+        sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=int(cfg.warmup_ratio * total),
+                              num_training_steps=total)
 
     use_bf16 = cfg.bf16 if cfg.bf16 is not None else (dev.type == "cuda" and torch.cuda.is_bf16_supported())
     pad = pad_id_of(lm.tokenizer)
@@ -380,6 +480,8 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         on_epoch(EpochSnapshot(epoch, snap, opt, float(np.mean(lrs)) if lrs else None))
         net.train()
 
+    trained: set[int] = set()      # the items a sampler named
+    chosen = hashlib.sha256()      # and its steps, in order: part of the trained model's fingerprint
     at_epoch(0)
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, dynamic_ncols=True, leave=False)
     try:
@@ -388,14 +490,20 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
             step_tokens = sum(len(items[i][1]) for mb in step for i in mb)
             members = [i for mb in step for i in mb]
             w = dict(zip(members, step_weights([len(items[i][1]) for i in members], cfg, rng)))
-            loss_sum = _step_loss(net, items, step, w, pad, dev, use_bf16, fast_box)
+            losses = {} if sampler is not None else None
+            loss_sum = _step_loss(net, items, step, w, pad, dev, use_bf16, fast_box, losses)
             gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             n_tokens += step_tokens
-            history.append({"step": s + 1, "epoch": step_epoch[s], "loss": loss_sum, "lr": lr, "grad_norm": gnorm,
-                            "tokens": step_tokens, "seconds": time.perf_counter() - t0})
+            history.append({"step": s + 1, "epoch": step_epoch[s] if step_epoch else 0, "loss": loss_sum, "lr": lr,
+                            "grad_norm": gnorm, "tokens": step_tokens, "seconds": time.perf_counter() - t0})
+            if sampler is not None:
+                trained.update(members)
+                chosen.update(json.dumps(sorted(position[i] for i in members)).encode())
+                sampler.feedback(StepFeedback(s + 1, np.asarray([position[i] for i in members], dtype=np.int64),
+                                              np.asarray([losses[i] for i in members]), lr, net))
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.3f}", refresh=False)
             if s in epoch_ends:
@@ -404,9 +512,11 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         bar.close()
 
     net = _finish(net, lm, cfg, output_dir)
-    trained = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", _fingerprint(lm, data, cfg), str(dev), "float32")
-    res = TrainResult(trained, cfg, history, examples=len(data) - sum(v for k, v in skipped.items()
-                                                                       if k != "truncated_response_kept"),
+    examples = len(trained) if sampler is not None else len(data) - sum(
+        v for k, v in skipped.items() if k != "truncated_response_kept")
+    fp = _fingerprint(lm, data, cfg) + (f"-sampled-{chosen.hexdigest()[:16]}" if sampler is not None else "")
+    model_out = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", fp, str(dev), "float32")
+    res = TrainResult(model_out, cfg, history, examples=examples,
                       target_tokens=n_tokens, skipped=skipped, seconds=time.perf_counter() - t0,
                       output_dir=str(output_dir) if output_dir is not None else None)
     if output_dir is not None:
