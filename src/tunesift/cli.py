@@ -473,7 +473,7 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
           base_model: Optional[str] = typer.Option(None, "--base-model", help="Model to fine-tune. Default: packaged SmolLM2-135M-Instruct."),
           score_model: Optional[str] = typer.Option(None, "--score-model", help="Model the methods score with (default: the base model)."),
           preset: Optional[str] = typer.Option(None, "--preset", help="leaderboard (docs/leaderboard.md: Gemma 3 270M "
-                                               "base, a 2,000-example sample, 10%, 3 seeds, 20 methods), gpu (the same "
+                                               "base, a 2,000-example sample, 10%, 3 seeds, 21 methods), gpu (the same "
                                                "on a whole pool), small-cpu (the first 1,000 examples, 5%, 3 seeds, small "
                                                "evaluations: a 2-core CPU) or gpu-h100. Explicit options override it."),
           setting: Optional[List[str]] = TR, param: Optional[List[str]] = typer.Option(

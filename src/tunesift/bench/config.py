@@ -55,7 +55,7 @@ class BenchConfig:
 # rate with a generating judge, which a 270M base model is not).
 LEADERBOARD_METHODS = ["ifd", "ifd-pre", "superfiltering", "superfiltering-d", "rifd", "perplexity", "selectit",
                        "deita-scorers", "deita-filter", "kcenter", "cluster", "dpp", "qdit", "less", "bids", "g2is",
-                       "rds", "delift", "learning-percentage", "diverseevol"]
+                       "rds", "delift", "learning-percentage", "diverseevol", "lead"]
 SMALL_PROXY = {"superfiltering": "smollm2-135m-instruct", "superfiltering-d": "smollm2-135m-instruct"}
 
 PRESETS: dict[str, dict[str, Any]] = {
