@@ -2,31 +2,29 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..data.example import Dataset
+from ..data.fingerprint import Hasher, fingerprint
 from ..evaluate.tasks import EvalSpec
 from .config import BASE, FULL, BenchConfig
 
 
 def key_of(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return fingerprint(*parts)
 
 
 def content_key(path: Path) -> str:
     """An evaluation file's (or folder's) contents, not its path: cells computed on another machine,
     where the data lives elsewhere, are found again here."""
-    h = hashlib.sha256()
+    h = Hasher()
     for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
         if f.is_file():
-            h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+            h.update(f.relative_to(path).as_posix() if path.is_dir() else "", f.read_bytes())
+    return h.hexdigest(16)
 
 
 @dataclass

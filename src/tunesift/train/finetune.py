@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -45,6 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.errors import TunesiftError
+from ..data.fingerprint import Hasher, fingerprint
 from ..data.io import Dataset, atomic_path
 from ..models.heads import body_and_head, head_logits, head_reproduces_logits
 from ..models.loading import LoadedLM, load_causal_lm
@@ -308,8 +308,7 @@ def _fingerprint(lm: LoadedLM, data: Dataset, cfg: TrainConfig) -> str:
     c = asdict(cfg)
     if cfg.lr_schedule != "exponential":
         c.pop("lr_decay"), c.pop("lr_decay_steps")
-    fp = hashlib.sha256(json.dumps([lm.fingerprint, data.fingerprint, c], sort_keys=True).encode())
-    return "sft-" + fp.hexdigest()[:24]
+    return "sft-" + fingerprint(lm.fingerprint, data.fingerprint, c, length=24)
 
 
 def _trainable(net, cfg: TrainConfig):
@@ -481,7 +480,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
         net.train()
 
     trained: set[int] = set()      # the items a sampler named
-    chosen = hashlib.sha256()      # and its steps, in order: part of the trained model's fingerprint
+    chosen = Hasher()              # and its steps, in order: part of the trained model's fingerprint
     at_epoch(0)
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, dynamic_ncols=True, leave=False)
     try:
@@ -501,7 +500,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
                             "grad_norm": gnorm, "tokens": step_tokens, "seconds": time.perf_counter() - t0})
             if sampler is not None:
                 trained.update(members)
-                chosen.update(json.dumps(sorted(position[i] for i in members)).encode())
+                chosen.update(sorted(position[i] for i in members))
                 sampler.feedback(StepFeedback(s + 1, np.asarray([position[i] for i in members], dtype=np.int64),
                                               np.asarray([losses[i] for i in members]), lr, net))
             bar.update(1)
@@ -514,7 +513,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     net = _finish(net, lm, cfg, output_dir)
     examples = len(trained) if sampler is not None else len(data) - sum(
         v for k, v in skipped.items() if k != "truncated_response_kept")
-    fp = _fingerprint(lm, data, cfg) + (f"-sampled-{chosen.hexdigest()[:16]}" if sampler is not None else "")
+    fp = _fingerprint(lm, data, cfg) + (f"-sampled-{chosen.hexdigest(16)}" if sampler is not None else "")
     model_out = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", fp, str(dev), "float32")
     res = TrainResult(model_out, cfg, history, examples=examples,
                       target_tokens=n_tokens, skipped=skipped, seconds=time.perf_counter() - t0,
