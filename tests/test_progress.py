@@ -133,3 +133,15 @@ def test_cli_kcenter_into_a_log_file_reports_its_picks(tmp_path):
         pytest.skip("the packaged encoder is not installed")
     assert r.returncode == 0, err
     assert "k-center: 8/8 pick (100%)" in err and "\r" not in err, err
+
+
+def test_cli_train_without_a_terminal_prints_step_lines(tiny_model_dir, alpaca_file, tmp_path, monkeypatch):
+    # a fine-tune in a Slurm log used to be silent: tqdm was disabled when stderr was no terminal
+    monkeypatch.setenv("TUNESIFT_PROGRESS_EVERY", "0")
+    r = runner.invoke(app, ["train", str(alpaca_file), "-o", str(tmp_path / "m"), "--model", str(tiny_model_dir),
+                            "-t", "epochs=1", "-t", "batch_size=4"])
+    assert r.exit_code == 0, r.output
+    assert any(ln.startswith("fine-tuning: ") and "step/s" in ln and "loss=" in ln for ln in r.output.splitlines()), r.output
+    r = runner.invoke(app, ["train", str(alpaca_file), "-o", str(tmp_path / "q"), "--model", str(tiny_model_dir),
+                            "-t", "epochs=1", "-t", "batch_size=4", "-q"])
+    assert r.exit_code == 0 and "step/s" not in r.output

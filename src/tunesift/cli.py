@@ -6,7 +6,6 @@ import inspect as pyinspect
 import json
 import logging
 import os
-import sys
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -445,7 +444,7 @@ def train(data: Path = typer.Argument(..., help="Training data (any format tunes
         cfg = _train_config(setting, opts.seed, {"template": template})
         ds, _ = read_source(data, on_error=opts.on_error)
         res = finetune(opts.model, ds, cfg, output_dir=output, device=opts.device,
-                       trust_remote_code=opts.trust_remote_code, progress=not opts.quiet and sys.stderr.isatty())
+                       trust_remote_code=opts.trust_remote_code, progress=opts.progress)
         s = res.summary()
         Console().print(f"trained {s['examples']:,} examples ({s['target_tokens']:,} target tokens) in {s['steps']} "
                         f"steps, {s['seconds']:.1f}s; loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}"
@@ -542,7 +541,7 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
         n = sample or base.get("pool_sample")
         if n and n < len(ds):
             ds = ds.subset(sorted(np.random.default_rng(0).choice(len(ds), n, replace=False).tolist()))
-        table = run_bench(ds, cfg, output, progress=not quiet and sys.stderr.isatty(), markdown=markdown,
+        table = run_bench(ds, cfg, output, progress=not quiet, markdown=markdown,
                           notes=notes, report_only=report_only)
         Console().print((output / "leaderboard.md").read_text(), markup=False, highlight=False)
         Console().print(f"leaderboard: {output / 'leaderboard.md'}, .csv, .html ({len(table)} rows)", markup=False)
@@ -592,7 +591,7 @@ def recycle(data: Path = typer.Argument(..., help="Dataset to rewrite."),
             oracle = Oracle(lm=load_causal_lm(oracle_model, device), max_new_tokens=max_new_tokens)
         stud = load_causal_lm(student, device) if selective else None
         res = run_recycle(ds, oracle, mode=mode, selective=selective, student=stud, retries=retries,
-                          progress=not quiet and sys.stderr.isatty(), student_options={"cache_dir": cache_dir})
+                          progress=not quiet, student_options={"cache_dir": cache_dir})
         write_records(res.records, output)
         manifest = output.with_name(output.stem + ".manifest.json")
         write_json({"input": str(data), "mode": mode, "selective": selective, "counts": res.counts,

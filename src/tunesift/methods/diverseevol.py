@@ -140,7 +140,7 @@ class DiverseEvol(SetMethod):
             if c.whiten_components:
                 X = whiten(X, c.whiten_components)
             new, g = kcenter_greedy(X, per, seeds=labelled.tolist(), return_gains=True,
-                                    device=resolve_device(ctx.device))
+                                    device=resolve_device(ctx.device), progress=ctx.progress)
             new = np.asarray(new, dtype=np.int64)
             table.loc[pool[new], "round"] = r
             self.rounds_.append({"round": r, "trained_on": int(len(labelled)), "added": int(len(new)),

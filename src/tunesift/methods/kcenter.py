@@ -50,5 +50,5 @@ class KCenter(SetMethod):
         first = int(np.random.default_rng(ctx.seed).integers(len(table)))
         # gain = the covering distance each pick had when chosen (inf for the first)
         picks, gains = kcenter_greedy(self.embeddings_, k, first=first, return_gains=True,
-                                      device=resolve_device(ctx.device))
+                                      device=resolve_device(ctx.device), progress=ctx.progress)
         return self.record(table, picks, gains)

@@ -160,7 +160,7 @@ class MoDS(SetMethod):
         n_seed = max(1, min(k, round(cfg.seed_fraction * k)))
         first = int(np.random.default_rng(ctx.seed).integers(len(pool)))
         local, gains = kcenter_greedy(self.embeddings_[pool], n_seed, first=first, return_gains=True,
-                                      device=resolve_device(ctx.device))
+                                      device=resolve_device(ctx.device), progress=ctx.progress)
         seed = pool[local]
         table["stage"] = ""
         table.loc[seed, "stage"] = "seed"

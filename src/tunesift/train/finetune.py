@@ -48,6 +48,7 @@ from ..data.fingerprint import Hasher, fingerprint
 from ..data.io import Dataset, atomic_path
 from ..models.heads import body_and_head, head_logits, head_reproduces_logits
 from ..models.loading import LoadedLM, load_causal_lm
+from ..models.progress import progress_bar
 from ..models.templates import TEMPLATES, render_conversation
 from ..report.svg import line_chart
 from ..signals.batching import pad_id_of
@@ -415,8 +416,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     model there.  It must not change the model or the optimizer; training resumes after it.
     ``sampler``: it chooses every step's examples instead of the epochs (``cfg.epochs`` is then unused;
     only ``on_epoch``'s epoch 0 is called); see ``Sampler``."""
-    import torch   # heavy: torch, tqdm and transformers load when training starts
-    from tqdm.auto import tqdm
+    import torch   # heavy: torch and transformers load when training starts
     from transformers import get_scheduler
 
     cfg = config or TrainConfig()
@@ -482,7 +482,8 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     trained: set[int] = set()      # the items a sampler named
     chosen = Hasher()              # and its steps, in order: part of the trained model's fingerprint
     at_epoch(0)
-    bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, dynamic_ncols=True, leave=False)
+    # a bar on a terminal, a line every ~30 s in a log (a Slurm job's fine-tune is not silent)
+    bar = progress_bar(total=total, desc="fine-tuning", unit="step", disable=not progress, dynamic_ncols=True)
     try:
         for s, step in enumerate(plan):
             lr = opt.param_groups[0]["lr"]
