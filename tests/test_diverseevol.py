@@ -86,7 +86,7 @@ def test_rounds_train_with_the_official_step(tiny_llama, alpaca_file, monkeypatc
     """The code's effective batch: README's 4 GPUs (torch.distributed.run --nproc_per_node=4) x the
     config's per_device_train_batch_size 4 x gradient_accumulation_steps 4; the HF Trainer's loss is
     each device micro-batch's token mean, averaged over micro-batches."""
-    import tunesift.train as train
+    import tunesift.methods.diverseevol as train   # the method calls the finetune it imported
     gpus, per_device, accumulation = 4, 4, 4
     seen = []
     real = train.finetune

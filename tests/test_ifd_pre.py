@@ -100,7 +100,7 @@ def test_each_step_and_the_final_ifd(tiny_llama, tmp_path, monkeypatch):
     # a rerun loads the cached pre-experienced model: no second fine-tune, same scores
     def no_training(*a, **k):
         raise AssertionError("fine-tuned again")
-    monkeypatch.setattr("tunesift.train.finetune", no_training)
+    monkeypatch.setattr("tunesift.methods.ifd_pre.finetune", no_training)
     again = tunesift.score(f, "ifd-pre", lm=tiny_llama, cache_dir=tmp_path / "c", progress=False, **RECIPE).table
     assert np.allclose(again["ifd"], t["ifd"], rtol=1e-6, equal_nan=True)
 

@@ -119,7 +119,7 @@ def test_threshold_budget_is_refused(tiny_llama):
 def test_selector_trains_with_the_hf_trainer_weighting(tiny_llama, tiny_embedder, alpaca_file, monkeypatch):
     """README: per_device_train_batch_size 4, gradient_accumulation_steps 8, HF Trainer: the step's
     loss is the mean over micro-batches of 4 of each one's token mean, 32 examples per step."""
-    import tunesift.train as train
+    import tunesift.methods.learning_percentage as train   # the method calls the finetune it imported
     per_device, accumulation = 4, 8
     seen, real = [], train.finetune
 

@@ -100,7 +100,7 @@ def test_mods_seed_model_trains_with_the_official_recipe(tiny_llama, tiny_embedd
     seeds, full fine-tuning, lr 2e-5 cosine, 3 epochs; HF Trainer groups of 8.  Scaled: the same share
     of the seed set per step, so ceil(512 / 1000 x seeds) per step and the official 6 updates."""
     import math
-    import tunesift.train as train
+    import tunesift.methods.mods as train   # the method calls the finetune it imported
     from tunesift.methods.mods import seed_batch_size
     seen, real = [], train.finetune
 

@@ -20,6 +20,7 @@ from .data.llamafactory import check_target, convert, layout_of, write_dataset_i
 from .methods.base import Context, Method, get_method
 from .models.loading import LoadedLM, cache_root
 from .selectors import Budget
+from .selectors.metrics import diversity_report
 from .signals.distributed import Runner, Slice
 
 log = logging.getLogger("tunesift")
@@ -246,7 +247,6 @@ def select(data: Any, method: str | Method = "ifd", budget: Any = None, *,
     X = getattr(m, "embeddings_", None)
     if X is not None and len(X) == len(table) and len(idx):
         # diversity of the selection next to the pool's, for every method that embedded the data
-        from .selectors.metrics import diversity_report
         out.diversity = diversity_report(X, idx, seed=res.context.seed)
     out.manifest = manifest(out)
     if output is not None:

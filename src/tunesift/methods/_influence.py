@@ -14,6 +14,8 @@ import pandas as pd
 from ..data.errors import TunesiftError
 from ..data.io import Dataset, read_dataset
 from ..models.templates import render_conversation, with_eos
+from ..signals.gradients import RademacherProjector, gradient_features, trainable_linears
+from ..train import TrainConfig, finetune
 from ._passes import resolve_template
 from .base import Context
 from .params import Positive, Range, Template
@@ -93,8 +95,6 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
     token to score, and each target example's subtask; keep what it returns.  ``target(snap,
     projector, **kw) -> (V, v_ok)`` replaces the default target features (each target example's
     plain gradient of its mean response loss) and then ``tasks`` names their subtasks."""
-    from ..signals.gradients import RademacherProjector, gradient_features, trainable_linears
-    from ..train import TrainConfig, finetune
     template = resolve_template(c.template, ctx)
     max_length = ctx.max_length or c.max_length
     turns = ctx.turns if c.pool_turns == "run" else c.pool_turns

@@ -26,8 +26,8 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,8 +35,9 @@ import pandas as pd
 from ..data.errors import TunesiftError
 from ..data.fingerprint import fingerprint
 from ..data.io import Dataset, Example
-from ..signals.generation import Generator
 from ..models.loading import cache_root
+from ..models.openai_client import OpenAIClient
+from ..signals.generation import Generator
 from .base import Context, Method, register
 from .faithfulness import Divergence
 from .params import Range
@@ -180,7 +181,6 @@ class AlpaGasus(Method):
                              "asks": asked, "answer": [a.split("\n")[0][:200] for a in answers]})
 
     def _api(self, ctx: Context):
-        from ..models.openai_client import OpenAIClient
         cfg = self.config
         client = OpenAIClient(cfg.api_base, cfg.api_model, cache_dir=ctx.cache_dir, use_cache=ctx.use_cache)
 

@@ -40,6 +40,8 @@ import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset, Example
+from ..models.loading import load_causal_lm
+from ..signals import LikelihoodEngine
 from .base import Context, Method, register
 from .faithfulness import Divergence
 from .params import Range
@@ -129,8 +131,6 @@ class DeitaScorers(Method):
     def _engine(self, ctx: Context, path: str | None):
         if not path:
             return ctx.engine(self.config.max_length), ctx.causal_lm()
-        from ..models.loading import load_causal_lm
-        from ..signals import LikelihoodEngine
         engines = getattr(self, "engines_", {})
         if path not in engines:
             lm = load_causal_lm(path, ctx.device, ctx.dtype, ctx.trust_remote_code)

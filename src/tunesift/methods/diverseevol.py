@@ -44,6 +44,8 @@ from ..models.loading import resolve_device
 from ..models.templates import render_conversation, with_eos
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
+from ..signals.embeddings import LMEmbedder
+from ..train import TrainConfig, finetune
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
 from .params import LossWeighting, Positive, Range, TrainMethod
@@ -107,8 +109,6 @@ class DiverseEvol(SetMethod):
         return pd.DataFrame({"score": np.full(n, np.nan), "eligible": np.ones(n, dtype=bool), "reason": ""})
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
-        from ..signals.embeddings import LMEmbedder
-        from ..train import TrainConfig, finetune
         c, data = self.config, self.data_
         max_length = ctx.max_length or c.max_length
         pool = self.pool(table)

@@ -55,6 +55,8 @@ from ..data.io import Dataset
 from ..models.loading import cache_root, load_causal_lm
 from ..models.templates import Rendered, render_conversation
 from ..signals.pooled_states import PooledStates
+from ..train import TrainConfig, finetune
+from ..train.finetune import _fingerprint
 from ._passes import resolve_template
 from .base import Context, register
 from .faithfulness import Divergence
@@ -146,9 +148,6 @@ class IFDPre(IFD):
     )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        # Training sits above methods; the other training methods import it at call time likewise.
-        from ..train import TrainConfig, finetune
-        from ..train.finetune import _fingerprint
         c = self.config
         lm = ctx.causal_lm()
         template = resolve_template(c.template, ctx)
@@ -173,7 +172,7 @@ class IFDPre(IFD):
                           max_length=max_length, warmup_ratio=0.03, lr_schedule="cosine", weight_decay=0.0,
                           turns=ctx.turns, seed=ctx.seed)
         sample = data.subset(picks.tolist())
-        pre = self._pre_experienced(lm, sample, cfg, ctx, _fingerprint(lm, sample, cfg), finetune)
+        pre = self._pre_experienced(lm, sample, cfg, ctx, _fingerprint(lm, sample, cfg))
 
         sub = copy.copy(ctx)          # the same run settings with the pre-experienced model
         sub.lm, sub.engines, sub.embedder_obj, sub.owns_runner = pre, {}, None, False
@@ -183,7 +182,7 @@ class IFDPre(IFD):
         table["pre_sample"] = np.isin(np.arange(len(data)), picks)
         return table
 
-    def _pre_experienced(self, lm, sample: Dataset, cfg, ctx: Context, fp: str, finetune):
+    def _pre_experienced(self, lm, sample: Dataset, cfg, ctx: Context, fp: str):
         """The fine-tuned model: loaded from the cache when this (base, sample, recipe) was trained before."""
         where = cache_root(ctx.cache_dir) / "ifd-pre" / fp / "model"
         if ctx.use_cache and where.is_dir():

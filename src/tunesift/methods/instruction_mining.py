@@ -35,6 +35,8 @@ import pandas as pd
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..selectors.neighbors import knn_graph
+from ._judging import PairJudge, question_text
+from ._passes import conditioned
 from .base import Context, Method, register
 from .params import Fixture
 
@@ -132,7 +134,6 @@ class InstructionMining(Method):
         return r
 
     def indicators(self, data: Dataset, ctx: Context, needed: set[str]) -> pd.DataFrame:
-        from ._passes import conditioned
         cfg = self.config
         tok = ctx.causal_lm().tokenizer
         ind = pd.DataFrame(index=range(len(data)))
@@ -157,7 +158,6 @@ class InstructionMining(Method):
         return ind
 
     def _reward(self, data: Dataset, ctx: Context) -> np.ndarray:
-        from ._judging import PairJudge, question_text
         return PairJudge(self.config.reward_model, self.config.max_length)(
             ctx, [question_text(e) for e in data.examples], [e.response for e in data.examples])
 

@@ -48,6 +48,8 @@ from ..data.io import Dataset
 from ..models.templates import render_conversation, with_eos
 from ..selectors import Budget
 from ..selectors.cluster import lowest_per_cluster, proportional_quotas
+from ..signals import LikelihoodEngine
+from ..train import TrainConfig, finetune
 from ._passes import resolve_template
 from .base import Context, Method, register
 from .faithfulness import Divergence
@@ -106,8 +108,6 @@ class LearningPercentage(Method):
     )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        from ..signals import LikelihoodEngine
-        from ..train import TrainConfig, finetune
         c = self.config
         lm = ctx.causal_lm()
         template = resolve_template(c.template, ctx)

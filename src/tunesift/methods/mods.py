@@ -44,10 +44,11 @@ import pandas as pd
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
 from ..models.generate import prompts_of
-from ..signals.generation import Generator
 from ..models.loading import resolve_device
 from ..selectors import Budget
 from ..selectors.kcenter import kcenter_greedy
+from ..signals.generation import Generator
+from ..train import TrainConfig, finetune
 from ._judging import PairJudge, question_text
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
@@ -150,7 +151,6 @@ class MoDS(SetMethod):
                              "reason": np.where(eligible, "", f"quality <= {alpha:g}")})
 
     def select(self, table: pd.DataFrame, budget: Budget, ctx: Context) -> np.ndarray:
-        from ..train import TrainConfig, finetune
         cfg = self.config
         _, beta = self._thresholds()
         pool = self.pool(table)

@@ -43,6 +43,7 @@ import pandas as pd
 
 from ..data.errors import DataError, TunesiftError
 from ..data.io import Dataset, from_records, iter_raw
+from ..signals.gradients import gradient_features
 from ._influence import TINY, InfluenceConfig, influence, max_over_tasks, per_task, renderings
 from ._passes import resolve_template
 from .base import Context, Method, register
@@ -99,7 +100,6 @@ class ROSE(Method):
     )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        from ..signals.gradients import gradient_features
         c = self.config
         if not c.target:
             raise TunesiftError("rose selects for a preference target: give (prompt, chosen, rejected) triples "

@@ -27,15 +27,18 @@ official code never truncates.  The ``faithfulness`` rows list every divergence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
 from ..data.errors import TunesiftError
 from ..data.io import Dataset
-from ..models.judge import rating_token_ids
+from ..models.judge import RatingJudge, rating_token_ids
+from ..models.loading import load_causal_lm
+from ..models.openai_client import OpenAIClient
+from ..signals import LikelihoodEngine
 from ._judging import RATING_PROMPTS, question_text, rating_text
 from .base import Context, Method, register
 from .faithfulness import Divergence
@@ -137,8 +140,6 @@ class SelectIT(Method):
     )
 
     def score(self, data: Dataset, ctx: Context) -> pd.DataFrame:
-        from ..models.loading import load_causal_lm
-        from ..signals import LikelihoodEngine
         cfg = self.config
         lines = rating_prompts(cfg)
         texts = [rating_text(ln, instruction_text(e), e.response) for e in data.examples for ln in lines]
@@ -166,8 +167,6 @@ class SelectIT(Method):
         return table
 
     def _score_api(self, data: Dataset, ctx: Context, texts: list[str], k: int) -> pd.DataFrame:
-        from ..models.judge import RatingJudge
-        from ..models.openai_client import OpenAIClient
         cfg = self.config
         client = OpenAIClient(cfg.api_base, cfg.api_model, cache_dir=ctx.cache_dir, use_cache=ctx.use_cache)
         res = RatingJudge("api", client=client, top_logprobs=cfg.top_logprobs).distribution(texts, ctx.progress)

@@ -19,7 +19,8 @@ import numpy as np
 from ..data.errors import TunesiftError
 from ..data.fingerprint import digest
 from ..data.io import Example
-from ..models.loading import INSTALL_DEFAULT_MODELS, cache_root, model_fingerprint, resolve_device
+from ..models.loading import (INSTALL_DEFAULT_MODELS, cache_root, model_fingerprint, resolve_device,
+                              tensor_fingerprint)
 from ..models.progress import progress_bar
 from .batching import gathered, run_and_store
 from .cache import CacheWriter, ShardCache
@@ -78,7 +79,6 @@ class Embedder:
                                ("pooling", pooling))
         if encoder is not None:
             self.model, self.tokenizer, path = encoder, tokenizer, type(encoder).__name__
-            from ..models.loading import tensor_fingerprint
             fp = tensor_fingerprint(encoder)
         else:
             path = str(default_embedder_dir()) if model in (None, DEFAULT_EMBEDDER) else model
