@@ -50,7 +50,9 @@ class LineProgress:
         eta = ""
         if self.total and rate > 0 and self.n < self.total:
             eta = f", ETA {_clock((self.total - self.n) / rate)}"
-        return f"{self.desc}: {done}, {rate:,.1f} {self.unit}/s, {_clock(dt)} elapsed{eta}{self.postfix}"
+        # slow stages (a 270M fine-tune on a CPU) read as seconds per unit, as tqdm writes them
+        speed = f"{1 / rate:,.1f} s/{self.unit}" if 0 < rate < 1 else f"{rate:,.1f} {self.unit}/s"
+        return f"{self.desc}: {done}, {speed}, {_clock(dt)} elapsed{eta}{self.postfix}"
 
     def _emit(self) -> None:
         stream = self.stream or sys.stderr
