@@ -146,6 +146,25 @@ def test_signal_rule_and_generated_reading():
     assert "lose to it beyond the interval: m2 (+0.2" in lines[0]
 
 
+def test_recipe_check_compares_references_with_the_base_model():
+    from tunesift.bench.report import recipe
+    from tunesift.evaluate.tasks import EvalSpec
+
+    def rec(method, seed, tok, ex, loss=None, error=None):
+        return {"method": method, "seed": seed, "error": error,
+                "train": None if loss is None else {"first_loss": loss[0], "last_loss": loss[1]},
+                "evals": {"a_nll": {"nll": tok, "nll_per_example": ex}}}
+    recs = [rec("base", 0, 2.0, 3.0), rec("random", 0, 1.8, 2.0, (3.0, 1.0)), rec("random", 1, 1.6, 2.2, (2.0, 1.0)),
+            rec("random", 2, 9.0, 9.0, (1.0, 1.0), error="boom"), rec("ifd", 0, 1.0, 1.0, (1.0, 0.5))]
+    lines = recipe(recs, [EvalSpec("a_nll", None, None)])
+    rows = {ln.split(" | ")[0].strip("| *"): ln for ln in lines if ln.startswith("| **")}
+    assert set(rows) == {"base", "random"}                      # references only; no full pool cell here
+    assert rows["base"].endswith("| 1 | – | 2 | 3 |")
+    # the failed seed is left out: random = mean of two seeds, loss 2.5 -> 1.0, NLL 1.7 (-0.3), 2.1 (-0.9)
+    assert "| 2 | 2.500 → 1.000 | 1.7 (-0.3) | 2.1 (-0.9) |" in rows["random"]
+    assert recipe([rec("random", 0, 1.0, 1.0, (1.0, 0.5))], [EvalSpec("a_nll", None, None)]) == []   # no base model
+
+
 def test_forest_chart_marks_intervals():
     from tunesift.report.svg import forest
     svg = forest("d", [("a", -0.2, 0.1), ("b", 0.05, 0.1), ("c", 0.3, float("nan"))], better="left")

@@ -141,6 +141,50 @@ def _sorted(table: pd.DataFrame, col: str | None, higher: bool) -> pd.DataFrame:
     return pd.concat([rest, refs])
 
 
+def recipe(recs: list[dict], specs: list[EvalSpec]) -> list[str]:
+    """Does the training recipe train?  The references (random, full pool) against the untrained base
+    model: their training loss, first step to last, and each evaluation's NLL per token and per example
+    (means over seeds; in brackets the change from the base model)."""
+    nll = [s for s in specs if headline(s.name)[0] == "nll"]
+    refs = [m for m in (BASE, RANDOM, FULL) if any(r["method"] == m and not r.get("error") for r in recs)]
+    if BASE not in refs or len(refs) < 2 or not nll:
+        return []
+
+    def mean(m: str, get) -> float | None:
+        vals = []
+        for r in recs:
+            if r["method"] == m and not r.get("error"):
+                try:
+                    v = get(r)
+                except (KeyError, TypeError):
+                    continue
+                if v is not None:
+                    vals.append(float(v))
+        return float(np.mean(vals)) if vals else None
+
+    base = {(s.name, k): mean(BASE, lambda r, s=s, k=k: r["evals"][s.name][k]) for s in nll
+            for k in ("nll", "nll_per_example")}
+    cols = ["model", "seeds", "train loss, first → last step"] + [f"{s.name} {k}" for s in nll
+                                                                   for k in ("per token", "per example")]
+    lines = ["## Does the recipe train?", "",
+             "The references against the untrained base model (means over seeds; in brackets the change from "
+             "the base model, negative is better). A recipe that trains lowers the held-out NLL below the base "
+             "model's; per example weighs every reference answer alike, so short answers (where a base model "
+             "misses the format and the end of the answer) count as much as long ones.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for m in refs:
+        n = sum(r["method"] == m and not r.get("error") for r in recs)
+        first = mean(m, lambda r: r["train"]["first_loss"])
+        last = mean(m, lambda r: r["train"]["last_loss"])
+        row = [f"**{m}**", str(n), f"{first:.3f} → {last:.3f}" if first is not None and last is not None else "–"]
+        for s in nll:
+            for k in ("nll", "nll_per_example"):
+                v, b = mean(m, lambda r, s=s, k=k: r["evals"][s.name][k]), base[(s.name, k)]
+                row.append("–" if v is None else f"{v:.4g}" if m == BASE or b is None else f"{v:.4g} ({v - b:+.3g})")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def reading(table: pd.DataFrame, specs: list[EvalSpec], sig: dict[str, dict]) -> list[str]:
     """The plain reading the numbers allow: per evaluation with signal, who beats random beyond its
     95% interval and who loses to it."""
@@ -248,7 +292,7 @@ def write_reports(table: pd.DataFrame, cells: list[Cell], specs: list[EvalSpec],
         rel = Path(os.path.relpath(out, at.parent))
         text = head + body + [""]
         text += [f"![{n[:-4]}]({(rel / n).as_posix()})" for n in charts] + [""]
-        text += sig_lines + [""]
+        text += recipe(recs, specs) + sig_lines + [""]
         if dead:
             text += [f"Left out for lack of signal: {', '.join(s.name for s in dead)}.", ""]
         text += ["## Reading (generated)", ""] + (reading(table, live, sig) or ["- no evaluation carries signal."]) + [""]
