@@ -19,4 +19,4 @@ for m in $METHODS; do
     || echo "leaderboard_cpu: $m failed; its cells stay unfinished" >&2
 done
 .venv/bin/tunesift bench "$POOL" "${COMMON[@]}" --report-only --markdown docs/leaderboard.md \
-  --notes docs/leaderboard/claims.md
+  --notes docs/leaderboard/notes.md

@@ -36,7 +36,7 @@ run_group() {  # name, then bench arguments
 }
 run_group refs -o $LB --methods random
 G=("less,rds" "bids,ifd" "g2is,rifd" "learning-percentage,perplexity" "diverseevol,superfiltering"
-   "ifd-pre,superfiltering-d,kcenter" "delift,cluster,dpp" "selectit,deita-scorers" "deita-filter,qdit")
+   "ifd-pre,superfiltering-d,kcenter" "delift,cluster,dpp" "selectit,deita-scorers" "deita-filter,qdit" "lead")
 for i in "${!G[@]}"; do
   run_group "g$i" -o $LB --methods "${G[$i]}" --no-random --no-full --no-base
 done
