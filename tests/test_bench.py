@@ -138,9 +138,19 @@ def test_signal_rule_and_generated_reading():
         {"method": "base", "a_nll.nll": 1.5, "b_nll.nll": 2.05},
     ])
     sig = signal(t, specs)
-    # a: base - full = 0.7 > 2 x 0.05; b: 0.05 is within twice random's spread
+    # a: base - random = 0.3 > 2 x 0.05; b: 0.05 is within twice random's spread
     assert sig["a_nll"]["signal"] and not sig["b_nll"]["signal"]
-    assert sig["a_nll"]["gap"] == pytest.approx(0.7)
+    assert sig["a_nll"]["gap"] == pytest.approx(0.3) and sig["a_nll"]["full_gap"] == pytest.approx(0.7)
+    # an overfit full-pool model (worse than the base) does not veto an evaluation random moves
+    t.loc[t.method == "full", "a_nll.nll"] = 1.9
+    sig2 = signal(t, specs)
+    assert sig2["a_nll"]["signal"] and sig2["a_nll"]["full_gap"] == pytest.approx(-0.4)
+    # random no better than the base model: no signal, whatever the full-pool model does
+    t.loc[t.method == "random", "a_nll.nll"] = 1.55
+    assert not signal(t, specs)["a_nll"]["signal"]
+    # without random, the full-pool model stands in
+    t2 = t[t.method != "random"]
+    assert signal(t2, specs)["a_nll"]["gap"] == pytest.approx(-0.4) and not signal(t2, specs)["a_nll"]["signal"]
     lines = reading(t, [specs[0]], sig)
     assert "beat random beyond the interval: m1 (-0.2" in lines[0]
     assert "lose to it beyond the interval: m2 (+0.2" in lines[0]
