@@ -112,6 +112,23 @@ def test_knn_restriction(tiny_llama, tiny_embedder, alpaca_file):
     assert (small.kernel_ == 0).sum() >= 5 * 3          # unscored pairs sit at the minimum
 
 
+def test_zero_shot_once_and_cached_pairs_resume(tiny_llama, alpaca_file, tmp_path):
+    ds = read_dataset(alpaca_file, limit=4)
+    target = tmp_path / "t.jsonl"
+    target.write_text("\n".join(json.dumps({"instruction": f"Name a colour ({i}).", "input": "", "output": "Blue."})
+                                for i in range(2)) + "\n")
+    m = Delift(target=str(target))
+    m.score(ds, Context(lm=tiny_llama, use_cache=False, progress=False))
+    assert m.stats_["passes"] == 4 + 16 + 4 * 2        # zero-shot once, n^2, n x m
+    cold = Delift(target=str(target))
+    cold.score(ds, Context(lm=tiny_llama, cache_dir=str(tmp_path / "c"), progress=False))
+    warm = Delift(target=str(target))
+    warm.score(ds, Context(lm=tiny_llama, cache_dir=str(tmp_path / "c"), progress=False))
+    assert warm.stats_.get("passes", 0) == 0                  # every distance came from the cache
+    np.testing.assert_allclose(warm.kernel_, m.kernel_, atol=1e-12)
+    np.testing.assert_allclose(warm.side_, m.side_, atol=1e-12)
+
+
 def test_default_budget_is_30_percent_floored(tiny_llama, alpaca_file, tmp_path):
     r = tunesift.select(alpaca_file, "delift", None, lm=tiny_llama, progress=False, cache_dir=tmp_path / "c")
     assert len(r.selected_indices) == int(0.3 * len(r.table))

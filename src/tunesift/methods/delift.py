@@ -26,6 +26,9 @@ share no prefix worth caching), and n*m more for a target or existing set of m. 
 that is a million forward passes.  ``neighbors=K`` (ours, not the paper's) scores only each i's K
 nearest j by the run's embedder (plus j = i); the unscored U_ij take the smallest scored value, so
 they are 0 after scaling.  With K = n - 1 it is the full kernel.
+Each pair's distance is cached (model, max_length, prompt, response) as its chunk of passes ends,
+so a killed run resumes where it stopped; the zero-shot distances are computed once per run, also
+when a target or existing set adds its n*m.
 
 Divergences (also in ``faithfulness``): the code tokenises each batch to the batch's longest
 prompt + response without the two EOS, so the longest pair of each batch of 32 loses its last two
@@ -45,7 +48,9 @@ from ..data.errors import TunesiftError
 from ..data.io import Dataset, read_dataset
 from ..selectors import Budget
 from ..selectors.submodular import facility_location, flcg, flmi_saturated, similarity
-from ..signals.token_probs import ground_truth_probs, prob_distance
+from ..models.loading import cache_root
+from ..signals.cache import ShardCache
+from ..signals.token_probs import ground_truth_distances
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
 from .params import Range
@@ -76,24 +81,37 @@ def _minmax(U: np.ndarray) -> np.ndarray:
     return (U - lo) / (hi - lo) if hi > lo else np.zeros_like(U)
 
 
+def _cache(ctx: Context) -> ShardCache | None:
+    if not ctx.use_cache:
+        return None
+    return ShardCache(cache_root(ctx.cache_dir), f"delift/{ctx.causal_lm().fingerprint}", ("d",))
+
+
+def zero_shot_distances(ctx: Context, queries, max_length: int = 2048, stats: dict | None = None) -> np.ndarray:
+    """d(y_i | x_i) under the zero-shot prompt, one per query."""
+    return ground_truth_distances(ctx.causal_lm(), [ZERO_SHOT.format(query=x) for x, _ in queries],
+                                  [y for _, y in queries], max_length, ctx.batch_tokens, _cache(ctx), stats,
+                                  ctx.progress)
+
+
 def utility_kernel(ctx: Context, queries, shots=None, neighbors: np.ndarray | None = None,
-                   max_length: int = 2048, stats: dict | None = None) -> np.ndarray:
+                   max_length: int = 2048, stats: dict | None = None, d0: np.ndarray | None = None) -> np.ndarray:
     """Unscaled U[i, j] = d(y_i | x_i) - d(y_i | x_j, y_j, x_i); ``queries`` and ``shots`` are
-    lists of (prompt, response).  ``neighbors``: per query i, the shot indices to score (others NaN)."""
+    lists of (prompt, response).  ``neighbors``: per query i, the shot indices to score (others NaN).
+    ``d0``: the queries' zero-shot distances, when a kernel against another set reuses them."""
     shots = queries if shots is None else shots
-    lm = ctx.causal_lm()
-    bt = ctx.batch_tokens
-    zero = ground_truth_probs(lm, [ZERO_SHOT.format(query=x) for x, _ in queries], [y for _, y in queries],
-                              max_length, bt, stats)
-    d0 = np.array([prob_distance(p) for p in zero])
+    if d0 is None:
+        d0 = zero_shot_distances(ctx, queries, max_length, stats)
     pairs = [(i, j) for i in range(len(queries))
              for j in (range(len(shots)) if neighbors is None else neighbors[i])]
     prompts = [ONE_SHOT.format(shot_prompt=shots[j][0], shot_response=shots[j][1], query=queries[i][0])
                for i, j in pairs]
-    probs = ground_truth_probs(lm, prompts, [queries[i][1] for i, _ in pairs], max_length, bt, stats)
+    d = ground_truth_distances(ctx.causal_lm(), prompts, [queries[i][1] for i, _ in pairs], max_length,
+                               ctx.batch_tokens, _cache(ctx), stats, ctx.progress)
     U = np.full((len(queries), len(shots)), np.nan)
-    for (i, j), p in zip(pairs, probs):
-        U[i, j] = d0[i] - prob_distance(p)
+    if pairs:
+        ii, jj = np.asarray(pairs).T
+        U[ii, jj] = d0[ii] - d
     return U
 
 
@@ -148,7 +166,8 @@ class Delift(SetMethod):
         nbr = None
         if cfg.neighbors:
             nbr = knn_shots(ctx.embed(data, "whole"), cfg.neighbors)
-        U = utility_kernel(ctx, pool, neighbors=nbr, max_length=cfg.max_length, stats=self.stats_)
+        d0 = zero_shot_distances(ctx, pool, cfg.max_length, self.stats_)   # once, also for a target or existing set
+        U = utility_kernel(ctx, pool, neighbors=nbr, max_length=cfg.max_length, stats=self.stats_, d0=d0)
         U[np.isnan(U)] = np.nanmin(U)
         self.kernel_ = self._scale(U)
         self.side_ = None
@@ -158,7 +177,7 @@ class Delift(SetMethod):
             if not len(ds):
                 raise TunesiftError(f"{other}: empty")
             # the code's private_sijs: the other set's examples as shots for pool examples (n x m)
-            P = utility_kernel(ctx, pool, self._pairs(ds), max_length=cfg.max_length, stats=self.stats_)
+            P = utility_kernel(ctx, pool, self._pairs(ds), max_length=cfg.max_length, stats=self.stats_, d0=d0)
             self.side_ = self._scale(P)
         return pd.DataFrame({"score": np.nan, "eligible": np.ones(n, bool), "reason": ""})
 

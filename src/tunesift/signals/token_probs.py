@@ -15,7 +15,9 @@ import numpy as np
 
 from ..models.heads import body_and_head, head_logits, head_reproduces_logits
 from ..models.loading import LoadedLM
-from .batching import pad_id_of, right_padded, token_batches
+from ..models.progress import progress_bar
+from .batching import cached_split, pad_id_of, right_padded, token_batches
+from .cache import CacheWriter, ShardCache
 
 
 def pair_ids(tokenizer, prompts: Sequence[str], responses: Sequence[str], max_length: int):
@@ -78,3 +80,31 @@ def ground_truth_probs(lm: LoadedLM, prompts: Sequence[str], responses: Sequence
 def prob_distance(p: np.ndarray) -> float:
     """DELIFT's d: ||p - 1||_2 / sqrt(T) over the T target tokens (0 when none, as the code does)."""
     return float(np.linalg.norm(p - 1.0) / np.sqrt(len(p))) if len(p) else 0.0
+
+
+def ground_truth_distances(lm: LoadedLM, prompts: Sequence[str], responses: Sequence[str], max_length: int = 2048,
+                           batch_tokens: int = 16384, cache: ShardCache | None = None, stats: dict | None = None,
+                           progress: bool = False, chunk: int = 2048) -> np.ndarray:
+    """``prob_distance`` of each pair, cached per (model, max_length, prompt, response).  DELIFT's n^2
+    passes take hours on a large pool: the work goes in chunks of ``chunk`` pairs (length-sorted within
+    each), each chunk's distances reach the cache as it ends, and a killed run resumes there."""
+    n = len(prompts)
+    out = np.full(n, np.nan)
+    keys, todo = cached_split(cache, n, lambda i: ShardCache.key("gt-distance", lm.fingerprint, max_length,
+                                                                  prompts[i], responses[i]), out)
+    writer = CacheWriter(cache, every=chunk, seconds=120.0)
+    bar = progress_bar(total=len(todo), desc="teacher-forced pairs", unit="pair", disable=not progress)
+    try:
+        for s in range(0, len(todo), chunk):
+            part = todo[s:s + chunk]
+            probs = ground_truth_probs(lm, [prompts[i] for i in part], [responses[i] for i in part], max_length,
+                                       batch_tokens, stats)
+            for i, pr in zip(part, probs):
+                out[i] = prob_distance(pr)
+                writer.put(keys[i], (out[i],))
+            writer.tick()
+            bar.update(len(part))
+    finally:
+        bar.close()
+        writer.flush()
+    return out
