@@ -151,6 +151,7 @@ def test_signal_rule_and_generated_reading():
     # without random, the full-pool model stands in
     t2 = t[t.method != "random"]
     assert signal(t2, specs)["a_nll"]["gap"] == pytest.approx(-0.4) and not signal(t2, specs)["a_nll"]["signal"]
+    assert signal(t2, specs)["a_nll"]["reference"] == "full" and not signal(t2, specs)["a_nll"]["spread"]
     lines = reading(t, [specs[0]], sig)
     assert "beat random beyond the interval: m1 (-0.2" in lines[0]
     assert "lose to it beyond the interval: m2 (+0.2" in lines[0]

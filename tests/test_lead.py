@@ -102,7 +102,6 @@ def test_utility_update_smoothing_and_gradient_approximated_change():
     smp = LEADSampler(c, cl, np.zeros(n, dtype=np.int64), U0, np.ones(n, dtype=bool), budget=n,
                       rng=np.random.default_rng(3))
     net = _Net()
-    seen = {}
     U, last = U0.copy(), U0.copy()
     theta_prev, first, rounds = 0.0, {}, []
     lr = 0.5

@@ -117,7 +117,7 @@ def signal(table: pd.DataFrame, specs: list[EvalSpec]) -> dict[str, dict]:
     are (random, at the selection's size, over its seeds) must beat the untrained base model by more
     than twice their own spread over seeds; an evaluation on which they score like the base model
     measures nothing at this size.  The full-pool model's gap is reported beside it, not required:
-    under the papers' fixed-epoch recipe a pool ten times the selection is ten times the steps on the
+    under the papers' fixed-epoch recipe the whole pool takes 1/budget times the steps on the
     same examples, and a small pool overfits (docs/leaderboard.md, "Does the recipe train?").  Without
     random, the full-pool model stands in; without the base model, every evaluation counts."""
     out = {}
@@ -133,7 +133,9 @@ def signal(table: pd.DataFrame, specs: list[EvalSpec]) -> dict[str, dict]:
         ref = rnd if rnd is not None else full
         g = gain(ref)
         out[s.name] = {"signal": True if g is None else bool(g > 2 * noise and g > 0), "gap": g,
-                       "full_gap": gain(full), "noise": noise, "base": base, "random": rnd, "full": full}
+                       "full_gap": gain(full), "noise": noise, "base": base, "random": rnd, "full": full,
+                       "reference": RANDOM if rnd is not None else FULL if full is not None else None,
+                       "spread": _val(by.get(RANDOM, {}), col + ".std") is not None}
     return out
 
 
@@ -163,7 +165,7 @@ def recipe(recs: list[dict], specs: list[EvalSpec]) -> list[str]:
                     v = get(r)
                 except (KeyError, TypeError):
                     continue
-                if v is not None:
+                if v is not None and math.isfinite(float(v)):
                     vals.append(float(v))
         return float(np.mean(vals)) if vals else None
 
@@ -264,18 +266,24 @@ def write_reports(table: pd.DataFrame, cells: list[Cell], specs: list[EvalSpec],
                 _fmt(_val(r, "train_s"), 3), seeds]
         body.append("| " + " | ".join(row) + " |")
     dead = [s for s in specs if not sig[s.name]["signal"]]
+    recipe_lines = recipe(recs, specs)
+    has_recipe = bool(recipe_lines)
     sig_lines = ["## Which evaluations carry signal", "",
                  "An evaluation goes in the table when the models trained as the methods' are (random, at the "
                  "selection's size) beat the untrained base model by more than twice their spread over seeds "
                  "(gain: the improvement over the base model, positive is better). The full-pool model's gain is "
-                 "shown, not required: with a fixed number of epochs it takes ten times the steps on a pool ten "
-                 "times the selection, and a small pool overfits (see above).", "",
+                 "shown, not required: with a fixed number of epochs the whole pool takes 1/budget times the "
+                 "steps, and a small pool overfits" + (" (see \"Does the recipe train?\")." if has_recipe else ".")
+                 + " Without random cells the full-pool model stands in (marked); without a spread over seeds "
+                 "(one seed) the rule asks only for a gain.", "",
                  "| evaluation | base | random | full pool | gain, random | gain, full pool | 2 × random std | "
                  "in the table |", "|---|---|---|---|---|---|---|---|"]
     for s in specs:
         g = sig[s.name]
+        gain_ref = _fmt(g["gap"]) + (" (full pool)" if g["reference"] == FULL else "")
         sig_lines.append(f"| {s.name} ({headline(s.name)[0]}) | {_fmt(g['base'])} | {_fmt(g['random'])} | "
-                         f"{_fmt(g['full'])} | {_fmt(g['gap'])} | {_fmt(g['full_gap'])} | {_fmt(2 * g['noise'])} | "
+                         f"{_fmt(g['full'])} | {gain_ref} | {_fmt(g['full_gap'])} | "
+                         f"{_fmt(2 * g['noise']) if g['spread'] else 'no spread'} | "
                          f"{'yes' if g['signal'] else 'no'} |")
     charts: dict[str, str] = {}
     for s in live:
@@ -302,7 +310,7 @@ def write_reports(table: pd.DataFrame, cells: list[Cell], specs: list[EvalSpec],
         rel = Path(os.path.relpath(out, at.parent))
         text = head + body + [""]
         text += [f"![{n[:-4]}]({(rel / n).as_posix()})" for n in charts] + [""]
-        text += recipe(recs, specs) + sig_lines + [""]
+        text += recipe_lines + sig_lines + [""]
         if dead:
             text += [f"Left out for lack of signal: {', '.join(s.name for s in dead)}.", ""]
         text += ["## Reading (generated)", ""] + (reading(table, live, sig) or ["- no evaluation carries signal."]) + [""]

@@ -110,7 +110,8 @@ class Context:
             self.embedder_obj.runner = self.runner()
         return self.embedder_obj
 
-    def _memo(self, key: tuple, compute):
+    def once(self, key: tuple, compute):
+        """``compute()`` the first time ``key`` is asked for in this run, the same object after."""
         if key not in self.memo:
             self.memo[key] = compute()
         return self.memo[key]
@@ -119,19 +120,19 @@ class Context:
         """Embeddings of ``field`` of every example, per (data, field, encoder) once in the run."""
         emb = self.embedder()
         self.memo[("encoder", id(emb))] = emb    # held, so that its id keys only this encoder
-        return self._memo(("embed", data.fingerprint, field, id(emb)),
+        return self.once(("embed", data.fingerprint, field, id(emb)),
                           lambda: emb.encode([text_of(e, field) for e in data.examples], desc=f"embedding {field}"))
 
     def knn_graph(self, X: np.ndarray, k: int, metric: str = "cosine", index: str = "auto",
                   **options) -> tuple[np.ndarray, np.ndarray]:
         """``selectors.neighbors.knn_graph`` of X, per (X's content, k, metric, index, options) once in the run."""
         key = ("knn", digest(X), k, metric, index, fingerprint(options))
-        return self._memo(key, lambda: knn_graph(X, k=k, metric=metric, index=index, **options))
+        return self.once(key, lambda: knn_graph(X, k=k, metric=metric, index=index, **options))
 
     def kmeans(self, X: np.ndarray, k: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``selectors.cluster.kmeans`` of X (labels, centroids), per (X's content, k, seed) once in the run."""
         seed = self.seed if seed is None else seed
-        return self._memo(("kmeans", digest(X), k, seed), lambda: kmeans(X, k, seed=seed))
+        return self.once(("kmeans", digest(X), k, seed), lambda: kmeans(X, k, seed=seed))
 
     def causal_lm(self) -> LoadedLM:
         if self.lm is None:

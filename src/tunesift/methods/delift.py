@@ -55,6 +55,7 @@ from .base import Context, SetMethod, register
 from .faithfulness import Divergence
 from .params import Range
 
+DISTANCE_VERSION = "1"   # bump when ground_truth_probs' layout or arithmetic changes
 ZERO_SHOT = "Instruction: Please generate a response to the following query.\n\n\nQuery: {query}\n"
 ONE_SHOT = ("Instruction:\nUse the following example as a guide to answer the query in the same format and "
             "style, providing a clear and concise response.\n\n\nExample:\n{shot_prompt}\n{shot_response}"
@@ -82,9 +83,13 @@ def _minmax(U: np.ndarray) -> np.ndarray:
 
 
 def _cache(ctx: Context) -> ShardCache | None:
+    """The run's distance cache, opened once per context (the kernels share it).  Keyed like the
+    likelihood engine's: the model's files, its dtype, and the version of the probability pass."""
     if not ctx.use_cache:
         return None
-    return ShardCache(cache_root(ctx.cache_dir), f"delift/{ctx.causal_lm().fingerprint}", ("d",))
+    lm = ctx.causal_lm()
+    ns = f"delift/{lm.fingerprint.replace('/', '_')}-{lm.dtype}-v{DISTANCE_VERSION}"
+    return ctx.once(("delift-cache", ns), lambda: ShardCache(cache_root(ctx.cache_dir), ns, ("d",)))
 
 
 def zero_shot_distances(ctx: Context, queries, max_length: int = 2048, stats: dict | None = None) -> np.ndarray:

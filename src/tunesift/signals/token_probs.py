@@ -101,7 +101,8 @@ def ground_truth_distances(lm: LoadedLM, prompts: Sequence[str], responses: Sequ
                                        batch_tokens, stats)
             for i, pr in zip(part, probs):
                 out[i] = prob_distance(pr)
-                writer.put(keys[i], (out[i],))
+                if np.isfinite(out[i]):     # an overflowed pass is recomputed next time, not kept
+                    writer.put(keys[i], (out[i],))
             writer.tick()
             bar.update(len(part))
     finally:
