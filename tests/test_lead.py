@@ -265,3 +265,35 @@ def test_lead_end_to_end_clusters_budget_and_seed(tiny_llama, pool_file, tmp_pat
     again = tunesift.select(pool_file, "lead", 7, seed=1, **kw)
     assert list(again.selected_indices) == sel
     np.testing.assert_allclose(again.table["score"], t["score"])
+
+
+@pytest.mark.slow
+def test_lead_cli_and_api_on_the_real_default_model(shared_data, tmp_path):
+    """The whole method (LoRA warm-up, IFD under it, k-means, the bandit driving one LoRA fine-tune)
+    on SmolLM2-135M-Instruct and 12 real Alpaca examples, from the CLI and from the API."""
+    import importlib.util
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    from tunesift.models.loading import DEFAULT_LM, OFFLINE_MODELS
+    if importlib.util.find_spec(OFFLINE_MODELS[DEFAULT_LM][0]) is None:
+        pytest.skip("the default model is not installed")
+    src = shared_data / "train/alpaca/alpagasus_random_9k.json"
+    light = ["-p", "warmup_fraction=0.25", "-p", "warmup_epochs=1", "-p", "batch_size=2", "-p", "clusters=3",
+             "-p", "lora_targets=all-linear", "-p", "max_length=256"]
+    out = tmp_path / "sel.json"
+    r = CliRunner().invoke(app, ["select", str(src), "-m", "lead", "-b", "4", "--limit", "12", "-o", str(out), "-q",
+                                 "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--dtype", "float32", *light])
+    assert r.exit_code == 0, r.output
+    t = pd.read_parquet(tmp_path / "sel.scores.parquet")
+    assert len(t) == 12 and t["selected"].sum() == 4
+    # the selection is the first four examples the bandit used, in order of first use
+    used = t[t["uses"] > 0].sort_values("first_round", kind="stable")
+    assert set(t.index[t["selected"]]) <= set(used.index) and t.loc[t["selected"], "uses"].min() >= 1
+    assert t["cluster"].nunique() <= 3
+    res = tunesift.select(src, "lead", 4, limit=12, device="cpu", dtype="float32", progress=False,
+                          cache_dir=tmp_path / "c", warmup_fraction=0.25, warmup_epochs=1, batch_size=2, clusters=3,
+                          lora_targets="all-linear", max_length=256)
+    assert sorted(res.selected_indices.tolist()) == sorted(np.flatnonzero(t["selected"].to_numpy()).tolist())
