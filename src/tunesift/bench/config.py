@@ -56,6 +56,9 @@ class BenchConfig:
 LEADERBOARD_METHODS = ["ifd", "ifd-pre", "superfiltering", "superfiltering-d", "rifd", "perplexity", "selectit",
                        "deita-scorers", "deita-filter", "kcenter", "cluster", "dpp", "qdit", "less", "bids", "g2is",
                        "rds", "delift", "learning-percentage", "diverseevol", "lead"]
+# DEITA's pipeline ranks by its own scorers' score; spelled out (not left to the method's default)
+# so that the cells' keys say which score the filter ranked by.
+DEITA = {"deita-filter": {"score": "deita-scorers"}}
 SMALL_PROXY = {"superfiltering": "smollm2-135m-instruct", "superfiltering-d": "smollm2-135m-instruct"}
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -69,7 +72,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the base model's).  IFEval (generation, the costliest evaluation) is measured on the references
     # first (docs/leaderboard.md: "Which evaluations carry signal") and left out where it carries none.
     "leaderboard": dict(pool_sample=2000, budget="10%", seeds=3, full_seeds=1, base_model="gemma3-270m",
-                        methods=LEADERBOARD_METHODS, method_models=SMALL_PROXY, target="alpaca_eval_nll:20",
+                        methods=LEADERBOARD_METHODS, method_models=SMALL_PROXY, method_params=DEITA, target="alpaca_eval_nll:20",
                         evals=["alpaca_eval_nll:300", "vicuna_nll", "mt_bench_nll", "sinstruct_nll:300", "lima_nll:300"],
                         gen_batch_size=160,
                         # the Alpaca recipe (full, 3 epochs, lr 2e-5, cosine), 16 examples a step for a 200-example
@@ -80,7 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # asks, then the evaluation sizes; seeds and methods kept): 400 examples, 40 selected, 8 a step.
     # Cells under docs/leaderboard/cpu/ are committed as they finish, so later sessions resume.
     "leaderboard-cpu": dict(pool_sample=400, budget="10%", seeds=3, full_seeds=1, base_model="gemma3-270m",
-                            methods=LEADERBOARD_METHODS, method_models=SMALL_PROXY, target="alpaca_eval_nll:10",
+                            methods=LEADERBOARD_METHODS, method_models=SMALL_PROXY, method_params=DEITA, target="alpaca_eval_nll:10",
                             # LIMA's references (lima_nll:60) were measured on the first 19 cells and dropped: every
                             # trained model, random and full pool alike, scores them worse than the base model
                             # (docs/leaderboard.md), and they were a third of each cell's time
@@ -90,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The same protocol on the whole 47k Alpaca pool (pass the reconstruction as the pool), for a GPU;
     # run it at -b 5% and -b 10% into two folders.
     "gpu": dict(budget="5%", seeds=3, full_seeds=1, base_model="gemma3-270m", methods=LEADERBOARD_METHODS,
-                method_models=SMALL_PROXY, target="alpaca_eval_nll:20", gen_batch_size=128,
+                method_models=SMALL_PROXY, method_params=DEITA, target="alpaca_eval_nll:20", gen_batch_size=128,
                 evals=["alpaca_eval_nll", "vicuna_nll", "mt_bench_nll", "sinstruct_nll", "lima_nll", "ifeval_loose"],
                 train=dict(method="full", epochs=3, learning_rate=2e-5, batch_size=64, lr_schedule="cosine",
                            max_length=2048)),

@@ -239,7 +239,9 @@ def write_reports(table: pd.DataFrame, cells: list[Cell], specs: list[EvalSpec],
             f"{config.seeds} seeds, pool {pool_size:,}", "",
             f"Base model: `{config.base_model or 'smollm2-135m-instruct (default)'}`; scoring model: "
             f"`{config.score_model or 'the base model'}`"
-            + "".join(f", `{m}` for {k}" for k, m in config.method_models.items()) + "; training: "
+            + "".join(f", `{m}` for {k}" for k, m in config.method_models.items())
+            + "".join(f"; {k}: " + ", ".join(f"`{a}={v}`" for a, v in ps.items())
+                      for k, ps in config.method_params.items() if ps) + "; training: "
             f"{tc.method}, {tc.epochs:g} epoch(s), lr {tc.learning_rate or 'default'}, {tc.batch_size} examples per step, "
             f"{tc.lr_schedule} schedule, max {tc.max_length} tokens; template {config.template}; tunesift {__version__}."
             + (f" Target-set methods' target: {config.target} (held out of that evaluation)." if config.target else ""),

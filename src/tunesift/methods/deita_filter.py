@@ -6,8 +6,11 @@ Instruction Tuning" (DEITA), ICLR 2024; official code github.com/hkust-nlp/deita
 Walk the examples from the highest score down and keep one unless its cosine similarity to some
 example *already kept* is above ``threshold`` (DEITA: 0.9, rejected at ``> 0.9``:
 ``selection/filter/base.py``), until the budget is reached.  Some reimplementations compare against
-the whole pool instead of the kept set, which is wrong.  The score is any registered method's score
-or a numeric field of the records (e.g. DEITA's own scores).
+the whole pool instead of the kept set, which is wrong.  The score is DEITA's own by default
+(``deita-scorers``: complexity x quality, summed over turns, from the run's model offline: see that
+module), or any registered method's score, or a numeric field of the records (e.g. scores DEITA's
+released 7B scorers wrote).  Until 0.2 the default was ``ifd``; on a small pool whose top examples are
+seldom near-duplicates that made this method's selection IFD's, which is not DEITA.
 
 What is embedded: DEITA renders the whole conversation in the Vicuna v1.1 template (system prompt,
 "USER: ... ASSISTANT: ...</s>" per turn; ``embedder/utils.py`` ``preprocess``) and takes the
@@ -42,7 +45,7 @@ CONVERSATION = "conversation"
 
 @dataclass
 class DeitaFilterConfig:
-    score: str = "ifd"          # a method name or a numeric record field
+    score: str = "deita-scorers"  # DEITA's score; or another method's name, or a numeric record field
     threshold: Annotated[float, Range(-1, 1)] = 0.9   # a cosine similarity
     field: Literal[(CONVERSATION,) + FIELDS] = CONVERSATION   # DEITA's Vicuna v1.1 rendering of the conversation; or one of FIELDS
     at_threshold: Literal["keep", "reject"] = "keep"  # keep: DEITA rejects only above the threshold | reject: also at it
@@ -74,6 +77,11 @@ class DeitaFilter(SetMethod):
     needs = ("embedder", "quality")
     summary = "Highest score first; skip an example too similar (cosine > 0.9) to one already kept."
     faithfulness = (
+        Divergence(topic="score",
+                   official="pipeline/score_pipeline.py + filter/combined_filter.py: the scorers' complexity x "
+                            "quality, summed over turns, ranks the pool",
+                   default="official", parameter="score=deita-scorers (the run's model as scorer offline; "
+                                                 "-p score=ifd or a record field for another ranking)"),
         Divergence(topic="embedding",
                    official="selection/embedder/clm_embedder.py:59-66: last-token final hidden state of a causal "
                             "LM (examples/pipelines/embed_datasets.py:11,17: Mistral-7B-v0.1, max_length 2048); "
