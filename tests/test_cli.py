@@ -78,3 +78,27 @@ def test_a_param_that_is_also_a_run_option(tiny_model_dir, alpaca_file, tmp_path
     assert a["truncated"].any() and a.equals(b)          # -p max_length means --max-length
     r = runner.invoke(app, base + ["--max-length", "16", "-p", "max_length=12", "-o", str(tmp_path / "c.parquet")])
     assert r.exit_code == 2 and "run option --max-length" in r.output
+
+
+def test_bench_preset_method_params_reach_the_cells(alpaca_file, tmp_path, monkeypatch):
+    # A preset's per-method parameters are part of every cell key; -p METHOD.key=value overrides them.
+    import tunesift.bench as bench
+    seen = []
+
+    def fake_run_bench(ds, cfg, out, **kw):   # the cells' configuration is what is checked here
+        seen.append(cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "leaderboard.md").write_text("")
+        return pd.DataFrame()
+    monkeypatch.setattr(bench, "run_bench", fake_run_bench)
+    args = ["bench", str(alpaca_file), "--preset", "leaderboard-cpu", "--methods", "deita-filter",
+            "-o", str(tmp_path / "b"), "--report-only"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert seen[-1].method_params["deita-filter"] == {"score": "deita-scorers"}
+    assert runner.invoke(app, args + ["-p", "deita-filter.threshold=0.8"]).exit_code == 0
+    assert seen[-1].method_params["deita-filter"] == {"score": "deita-scorers", "threshold": "0.8"}
+    assert bench.PRESETS["leaderboard-cpu"]["method_params"]["deita-filter"] == {"score": "deita-scorers"}
+    assert runner.invoke(app, args + ["-p", "deita-filter.score=ifd"]).exit_code == 0
+    assert seen[-1].method_params["deita-filter"]["score"] == "ifd"
+    r = runner.invoke(app, args + ["-p", "ifd.max_length=64"])   # a method this bench does not run
+    assert r.exit_code != 0 and "does not run 'ifd'" in r.output

@@ -517,13 +517,18 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
         base = dict(PRESETS[preset]) if preset else {}
         if preset and preset not in PRESETS:
             raise TunesiftError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        mparams: dict = {}
-        for k, v in _params(param).items():
-            if "." not in k:
-                raise TunesiftError(f"-p expects METHOD.key=value in bench, got {k!r}")
-            m, key = k.split(".", 1)
-            mparams.setdefault(m, {})[key] = v
+        # the preset's per-method parameters, then -p METHOD.key=value over them
+        mparams = {m: dict(ps) for m, ps in base.get("method_params", {}).items()}
         names = methods.split(",") if methods else base.get("methods", ["ifd", "superfiltering"])
+        for it in param or []:
+            k, eq, v = it.partition("=")
+            if "." not in k or not eq:
+                raise TunesiftError(f"-p expects METHOD.key=value in bench, got {it!r}")
+            m, key = (x.strip() for x in k.split(".", 1))
+            if m not in {n.strip() for n in names}:
+                raise TunesiftError(f"-p {it!r}: this bench does not run {m!r} (--methods: {', '.join(names)})")
+            # values stay text: the method converts them by its declared types
+            mparams.setdefault(m, {})[key.replace("-", "_")] = v.strip()
         cfg = BenchConfig(
             methods=[m.strip() for m in names if m.strip()],
             evals=list(evals) if evals else base.get("evals", ["alpaca_eval_nll:200"]),
