@@ -157,6 +157,36 @@ def test_signal_rule_and_generated_reading():
     assert "lose to it beyond the interval: m2 (+0.2" in lines[0]
 
 
+def test_welch_p_and_the_many_methods_correction():
+    from scipy.stats import t as student_t
+
+    from tunesift.bench.report import reading, signal
+    from tunesift.bench.stats import bh_adjusted, welch_p
+    from tunesift.evaluate.tasks import EvalSpec
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.5, 3.5])
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    assert welch_p(a, b) == pytest.approx(2 * student_t.sf(abs(a.mean() - b.mean()) / np.sqrt(va + vb), df))
+    assert np.isnan(welch_p(a[:1], b)) and welch_p(np.ones(3), np.ones(3)) == 1.0
+    # Benjamini-Hochberg by hand: sorted p_(i) * m / i, made monotone from the largest down
+    p = np.array([0.01, 0.04, 0.03, 0.5, np.nan])
+    srt = np.sort(p[:4]) * 4 / np.arange(1, 5)
+    hand = np.minimum.accumulate(srt[::-1])[::-1]           # q for 0.01, 0.03, 0.04, 0.5
+    q = bh_adjusted(p)
+    assert q[[0, 2, 1, 3]] == pytest.approx(hand) and np.isnan(q[4])
+    # the reading: two methods outside their intervals, only the one with a small q survives the correction
+    rows = [{"method": f"m{i}", "a_nll.nll": 1.0, "a_nll.nll.vs_random": d, "a_nll.nll.vs_random.ci95": 0.01,
+             "a_nll.nll.vs_random.p": pv} for i, (d, pv) in enumerate([(-0.2, 0.001), (-0.05, 0.04), (0.0, 0.9),
+                                                                       (0.001, 0.95)])]
+    t = pd.DataFrame(rows + [{"method": "random", "a_nll.nll": 1.2, "a_nll.nll.std": 0.01},
+                             {"method": "base", "a_nll.nll": 1.5}])
+    spec = [EvalSpec("a_nll", None, None)]
+    lines = reading(t, spec, signal(t, spec))
+    assert "beat random beyond the interval: m0 (-0.2 ± 0.01), m1 (-0.05 ± 0.01)" in lines[0]
+    assert "about 0.2 would still fall outside" in lines[1]
+    assert "false discovery rate 5%): m0 (q = 0.004) differ from random" in lines[1]
+
+
 def test_recipe_check_compares_references_with_the_base_model():
     from tunesift.bench.report import recipe
     from tunesift.evaluate.tasks import EvalSpec

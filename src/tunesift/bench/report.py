@@ -20,7 +20,7 @@ from ..methods.registry import MODEL_NEEDS
 from ..report.svg import forest, line_chart
 from .config import BASE, FULL, RANDOM, BenchConfig
 from .plan import Cell
-from .stats import welch_ci
+from .stats import bh_adjusted, welch_ci, welch_p
 
 
 def load_records(cells: list[Cell]) -> list[dict]:
@@ -89,6 +89,7 @@ def leaderboard(cells: list[Cell], specs: list[EvalSpec], config: BenchConfig, p
                 d, hw = welch_ci(v, rnd)
                 row[col + ".vs_random"] = d
                 row[col + ".vs_random.ci95"] = hw
+                row[col + ".vs_random.p"] = welch_p(v, rnd)
             full = values(FULL, s.name, metric)
             if len(v) and len(full) and full.mean() != 0:
                 ratio = v.mean() / full.mean()
@@ -194,7 +195,8 @@ def recipe(recs: list[dict], specs: list[EvalSpec]) -> list[str]:
 
 def reading(table: pd.DataFrame, specs: list[EvalSpec], sig: dict[str, dict]) -> list[str]:
     """The plain reading the numbers allow: per evaluation with signal, who beats random beyond its
-    95% interval and who loses to it."""
+    95% interval and who loses to it; then, since many methods meet one random baseline, what chance
+    alone would put outside the intervals and who still differs after Benjamini-Hochberg's correction."""
     lines = []
     for s in specs:
         if not sig[s.name]["signal"]:
@@ -215,6 +217,15 @@ def reading(table: pd.DataFrame, specs: list[EvalSpec], sig: dict[str, dict]) ->
                      f"beat random beyond the interval: {', '.join(win) or 'none'}; "
                      f"lose to it beyond the interval: {', '.join(lose) or 'none'}; "
                      f"within the interval: {len(tie)} method(s).")
+        rows = [r for _, r in table.iterrows()
+                if r["method"] not in (FULL, BASE, RANDOM) and _val(r, col + ".p") is not None]
+        if len(rows) > 1:
+            q = bh_adjusted(np.array([_val(r, col + ".p") for r in rows]))
+            kept = [f"{r['method']} (q = {qi:.2g})" for r, qi in zip(rows, q) if qi < 0.05]
+            lines.append(f"  {len(rows)} methods were each compared with random at 95%: with none of them different "
+                         f"from random, about {0.05 * len(rows):.1f} would still fall outside their interval by "
+                         f"chance. After Benjamini-Hochberg's correction over the {len(rows)} comparisons "
+                         f"(Welch p-values, false discovery rate 5%): {', '.join(kept) or 'none'} differ from random.")
     return lines
 
 
