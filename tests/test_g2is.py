@@ -104,13 +104,15 @@ def test_features_carry_less_geometry(tiny_llama, alpaca_file, tmp_path):
     kw = dict(target=str(_target_set(tmp_path)), epochs=2, lora_r=4, lora_alpha=8, proj_dim=32, warmup_fraction=0.5,
               learning_rate=1e-2, batch_size=2, template="alpaca")
     ds = read_dataset(alpaca_file)
-    # BIDS with g2is's pipeline rules (BIDS defaults to LESS's official ones), so the warm-ups match
-    bids = get_method("bids")(pool_turns="run", target_eos=True, loss_weighting="token", **kw)
+    # both take LESS's official pipeline rules by default, so the warm-ups match
+    bids = get_method("bids")(**kw)
     bids.score(ds, Context(lm=tiny_llama, use_cache=False, progress=False))
     g = get_method("g2is")(graph_k=4, **kw)
     t = g.score(ds, Context(lm=tiny_llama, use_cache=False, progress=False))
     np.testing.assert_allclose(np.linalg.norm(g.features_, axis=1), 1, rtol=1e-5)
     # dot products of the concatenated features = LESS's learning-rate-weighted cosines
     np.testing.assert_allclose(g.features_ @ g.val_features_.T, bids.attribution_, rtol=1e-4, atol=1e-6)
+    less_rules = {k: getattr(get_method("less").Config(), k) for k in ("pool_turns", "target_eos", "loss_weighting")}
+    assert {k: getattr(g.config, k) for k in less_rules} == less_rules
     picks = g.select(t, Budget.parse(3), None)
     assert 1 <= len(picks) <= 3 and (t.loc[picks, "g2is_component"] >= 0).all()

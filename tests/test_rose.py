@@ -65,6 +65,7 @@ def test_rose_matches_dpo_gradients_computed_independently(tiny_llama, alpaca_fi
     warm = np.flatnonzero(t["warmup"]).tolist()
     tr = finetune(tiny_llama, ds.subset(warm),
                   TrainConfig(method="lora", template="alpaca", epochs=2, learning_rate=1e-2, batch_size=2,
+                              loss_weighting="example",   # ROSE's warm-up: batch 1 per device, 4 devices
                               max_length=2048, lora_r=4, lora_alpha=8, lora_dropout=0.0,
                               lora_targets="q_proj,k_proj,v_proj,o_proj"), progress=False, on_epoch=hook)
     lr = np.array([np.mean([r["lr"] for r in tr.log if r["epoch"] == e]) for e in (1, 2)])

@@ -5,7 +5,8 @@ Selection", ACL 2025 (arXiv 2502.11062; github.com/zy125413/G2IS: the walk alone
 gradients and a precomputed graph).
 
 1. Gradient features as LESS (``tunesift.methods.less``: LoRA warm-up, Adam pool features, plain
-   target features, projected).  With several checkpoints, each example's feature is the
+   target features, projected), with LESS's official rules (every assistant turn carries loss, no EOS
+   in the target loss, the warm-up's per-example weighting), as G2IS's README says it follows LESS.  With several checkpoints, each example's feature is the
    concatenation of sqrt(w_i) x its unit feature at checkpoint i (w_i the checkpoints' mean
    learning rates, summing to 1): a unit vector whose dot products are LESS's weighted cosines.
 2. Core knowledge: scikit-learn's PCA of the target features, as the code: keep the fewest components
@@ -37,7 +38,7 @@ import pandas as pd
 from ..data.io import Dataset
 from ..selectors import Budget
 from ..selectors.graph_walk import component_budgets, gradient_walk, principal_directions
-from ._influence import TINY, InfluenceConfig, base_table, influence, unit
+from ._influence import TINY, InfluenceConfig, InfluenceLoss, PoolTurns, base_table, influence, unit
 from .base import Context, SetMethod, register
 from .faithfulness import Divergence
 from .params import Fixture, Positive, Range
@@ -52,6 +53,11 @@ class G2ISConfig(InfluenceConfig):
     delta: Annotated[float, Range(0, 1)] = 0.8                # the code's "ways": how much alignment a step may lose
     graph_k: Positive = 100                # neighbours per node of the pool's gradient graph
     anchor_pool: int = 1000
+    # G2IS's README: "the gradient extraction pipeline follows the setting introduced in LESS", so it
+    # takes LESS's official rules, as BIDS does.
+    pool_turns: PoolTurns = "all"
+    target_eos: bool = False
+    loss_weighting: InfluenceLoss = "example"
 
 
 @register
@@ -67,6 +73,13 @@ class G2IS(SetMethod):
     summary = "LESS gradients; per principal direction of the target's, a graph walk that keeps the set aligned."
     default_budget = "1%"
     faithfulness = (
+        Divergence(topic="gradient features",
+                   official="README (Training and Gradient Setting): the gradients follow LESS's pipeline (LoRA "
+                            "warm-up, Adam-adjusted training gradients, plain validation gradients, random "
+                            "projection); the repository ships only the walk",
+                   default="official", parameter="LESS's own switches apply: target_eos, pool_turns, "
+                                                 "loss_weighting (until 0.2: the run's turns, EOS in the target "
+                                                 "loss, token weighting)"),
         Divergence(topic="PCA solver",
                    official="gradient_walk.py:42,49: PCA(n_components=...) with scikit-learn's default 'auto' solver "
                             "(an unseeded randomized SVD for large count_ratio fits)",

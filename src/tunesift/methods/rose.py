@@ -44,7 +44,7 @@ import pandas as pd
 from ..data.errors import DataError, TunesiftError
 from ..data.io import Dataset, from_records, iter_raw
 from ..signals.gradients import gradient_features
-from ._influence import TINY, InfluenceConfig, influence, max_over_tasks, per_task, renderings
+from ._influence import TINY, InfluenceConfig, InfluenceLoss, influence, max_over_tasks, per_task, renderings
 from ._passes import resolve_template
 from .base import Context, Method, register
 from .faithfulness import Divergence
@@ -55,6 +55,10 @@ from .params import Fixture, Range
 class ROSEConfig(InfluenceConfig):
     beta: Annotated[float, Range(0, lo_open=True)] = 0.1
     subtask_score: Literal["code", "paper"] = "code"   # code: mean of per-triple cosines | paper: cosine with the mean gradient
+    # ROSE's warm-up (run/base_training_args.sh, run_from_start.sh): per-device batch 1, no accumulation,
+    # 4 GPUs, so 4 examples a step, each its own token mean (DDP averages the devices' gradients)
+    batch_size: int = 4
+    loss_weighting: InfluenceLoss = "example"
 
 
 def preference_set(path: str, task_field: str | None, limit: int | None) -> tuple[list[dict], list[str]]:
@@ -91,6 +95,15 @@ class ROSE(Method):
     test_params = dict(target=Fixture("preferences"), task_field="task", **TINY)
     summary = "LESS with DPO-loss gradients of a few-shot preference set as the target direction."
     faithfulness = (
+        Divergence(topic="warm-up step",
+                   official="run/base_training_args.sh: per-device batch 1, gradient_accumulation_steps 1; "
+                            "run/run_from_start.sh: devices \"0 1 2 3\": 4 examples a step, the mean of their "
+                            "token means (LESS: 1 x 32 accumulation)",
+                   default="official", parameter="batch_size=32 (LESS's), loss_weighting=token"),
+        Divergence(topic="pool loss turns",
+                   official="rose/model_training.py and rose/build_storage.py, which the run scripts call, are not "
+                            "in the published repository",
+                   default="ours", parameter="pool_turns=run (the run's --turns; the default) or all (LESS's rule)"),
         Divergence(topic="target triple tokenisation",
                    official="rose/dpo_gradient.py:103-118: prompt, chosen, rejected tokenised apart without special "
                             "tokens (no BOS); EOS appended to the prompt and to each response",
