@@ -101,3 +101,27 @@ def test_pool_side_labels_every_assistant_turn_and_the_target_no_eos(tiny_llama,
     # the previous defaults: the run's --turns (last) and an EOS in the target loss
     old = tokenize_targets(tok, renderings(ds, ctx, "alpaca", "last"), 512)[0]
     assert tok.decode(old.ids[old.pos]).replace(" ", "") == "Red." + tok.eos_token
+
+
+def test_less_bids_and_g2is_share_one_warm_up_through_the_cache(tiny_llama, alpaca_file, tmp_path, monkeypatch):
+    import tunesift.methods._influence as influence_module
+    target = _target_set(tmp_path)
+    kw = dict(target=str(target), task_field="task", **KW)
+    cache = str(tmp_path / "cache")
+    fresh = {m: tunesift.score(alpaca_file, m, lm=tiny_llama, use_cache=False, progress=False, **kw).table
+             for m in ("less", "bids", "g2is")}
+    first = tunesift.score(alpaca_file, "less", lm=tiny_llama, cache_dir=cache, progress=False, **kw).table
+    np.testing.assert_allclose(first["score"], fresh["less"]["score"], rtol=1e-6)
+    stored = list((tmp_path / "cache").rglob("done.json"))
+    assert len(stored) == 1 and len(list(stored[0].parent.glob("checkpoint*.npz"))) == KW["epochs"]
+
+    def no_training(*a, **k):
+        raise AssertionError("the warm-up ran again")
+    monkeypatch.setattr(influence_module, "finetune", no_training)
+    for m in ("less", "bids", "g2is"):   # from the stored features: same scores, no warm-up
+        t = tunesift.score(alpaca_file, m, lm=tiny_llama, cache_dir=cache, progress=False, **kw).table
+        np.testing.assert_allclose(t["score"].fillna(-9), fresh[m]["score"].fillna(-9), rtol=1e-6)
+        assert t["warmup"].tolist() == fresh[m]["warmup"].tolist()
+    # another seed is another warm-up: it trains
+    with pytest.raises(AssertionError, match="warm-up ran again"):
+        tunesift.score(alpaca_file, "less", lm=tiny_llama, cache_dir=cache, progress=False, seed=1, **kw)

@@ -1,21 +1,28 @@
 """The LESS pipeline that influence-based methods share (LESS, BIDS, ROSE, G2IS): a LoRA warm-up on a random
 slice of the pool, and at each epoch's checkpoint the pool's Adam-preconditioned gradient features
 and the target set's plain gradient features, reduced by the method as they come (a pool's worth of
-8,192-dimensional features per checkpoint would not all fit in memory at scale)."""
+8,192-dimensional features per checkpoint would not all fit in memory at scale).  With the cache on,
+each checkpoint's features also go to disk as they come (LESS's own pipeline stores them too), so
+methods that share the warm-up, pool and target (LESS, BIDS and G2IS under LESS's rules) pay for it
+once."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Callable, Literal
 
 import numpy as np
 import pandas as pd
 
 from ..data.errors import TunesiftError
-from ..data.io import Dataset, read_dataset
+from ..data.fingerprint import fingerprint
+from ..data.io import Dataset, atomic_path, read_dataset
+from ..models.loading import cache_root
 from ..models.templates import render_conversation, with_eos
 from ..signals.gradients import RademacherProjector, gradient_features, trainable_linears
-from ..train import TrainConfig, finetune
+from ..train import TrainConfig, finetune, training_fingerprint
 from ._passes import resolve_template
 from .base import Context
 from .params import Positive, Range, Template
@@ -99,6 +106,7 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
     max_length = ctx.max_length or c.max_length
     turns = ctx.turns if c.pool_turns == "run" else c.pool_turns
     reqs = renderings(data, ctx, template, turns)
+    custom_target = target
     if target is None:
         tgt, tasks = target_set(c, name)
         treqs = renderings(tgt, ctx, template, eos=c.target_eos)
@@ -111,6 +119,29 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
     rng = np.random.default_rng(ctx.seed)
     warm = np.sort(rng.permutation(len(data))[:max(1, round(c.warmup_fraction * len(data)))])
     out = Influence(tasks=list(tasks))
+    out.warmup = np.zeros(len(data), dtype=bool)
+    out.warmup[warm] = True
+    tcfg = TrainConfig(method="lora", template=template, epochs=float(c.epochs), learning_rate=c.learning_rate,
+                       batch_size=c.batch_size, max_length=max_length, lr_schedule="linear", warmup_ratio=0.03,
+                       lora_r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
+                       lora_targets=c.lora_targets, turns=turns, loss_weighting=c.loss_weighting, seed=ctx.seed)
+    # LESS, BIDS and G2IS (LESS's rules, one target set) compute the same features: cache them per
+    # checkpoint, keyed by the warm-up, the pool, the target and the projection.  A custom target
+    # (ROSE's preference gradients) is not cached here.
+    store = None
+    if ctx.use_cache and custom_target is None:
+        key = fingerprint(FEATURES_VERSION, training_fingerprint(lm, data.subset(warm.tolist()), tcfg),
+                          lm.dtype, data.fingerprint, tgt.fingerprint, list(tasks), c.target_eos, c.proj_dim,
+                          max_length, template, turns, length=24)
+        store = FeatureStore(cache_root(ctx.cache_dir) / "influence" / key)
+        if store.complete():
+            log.info("%s: gradient features of this warm-up, pool and target from %s", name, store.where)
+            got = []
+            for G, V, v_ok, out.n_tokens, lr in store.checkpoints():
+                out.reduced.append(reduce(G, V, v_ok, np.asarray(tasks)))
+                got.append(lr)
+            out.weights = np.asarray(got) / np.sum(got)
+            return out
     lrs: list[float] = []
     proj: list = []
 
@@ -130,21 +161,52 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
         V, v_ok = target(snap, proj[0], **kw)
         if not v_ok.any():
             raise TunesiftError(f"{c.target}: no target example has a response token within max_length")
-        out.reduced.append(reduce(unit(G), V, v_ok, np.asarray(tasks)))
+        G = unit(G)
+        if store is not None:
+            store.put(snap.epoch, G, V, v_ok, out.n_tokens, snap.mean_lr)
+        out.reduced.append(reduce(G, V, v_ok, np.asarray(tasks)))
         lrs.append(snap.mean_lr)
 
     log.info("%s: LoRA warm-up on %d of %d examples (%d epochs), gradients at each epoch's checkpoint",
              name, len(warm), len(data), c.epochs)
-    finetune(lm, data.subset(warm.tolist()),
-             TrainConfig(method="lora", template=template, epochs=float(c.epochs), learning_rate=c.learning_rate,
-                         batch_size=c.batch_size, max_length=max_length, lr_schedule="linear", warmup_ratio=0.03,
-                         lora_r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
-                         lora_targets=c.lora_targets, turns=turns, loss_weighting=c.loss_weighting, seed=ctx.seed),
-             progress=ctx.progress, on_epoch=checkpoint)
+    finetune(lm, data.subset(warm.tolist()), tcfg, progress=ctx.progress, on_epoch=checkpoint)
+    if store is not None:
+        store.finish(len(lrs))
     out.weights = np.asarray(lrs) / np.sum(lrs)
-    out.warmup = np.zeros(len(data), dtype=bool)
-    out.warmup[warm] = True
     return out
+
+
+FEATURES_VERSION = "influence-features-v1"
+
+
+class FeatureStore:
+    """One warm-up's checkpoints on disk: the pool's unit Adam features, the target's gradients, which
+    target examples had a token, the pool's token counts and the checkpoint's mean learning rate, one
+    .npz a checkpoint as it is computed; ``done.json``, written last, marks the set complete (a killed
+    warm-up cannot resume mid-run, so a partial set is recomputed)."""
+
+    def __init__(self, where: Path):
+        self.where = where
+
+    def complete(self) -> bool:
+        return (self.where / "done.json").is_file()
+
+    def put(self, epoch: int, G, V, v_ok, n_tokens, lr: float) -> None:
+        self.where.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.where / f"checkpoint{epoch}.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, G=np.asarray(G, dtype=np.float32), V=np.asarray(V), v_ok=np.asarray(v_ok),
+                         n_tokens=np.asarray(n_tokens), lr=np.float64(lr))
+
+    def finish(self, n: int) -> None:
+        with atomic_path(self.where / "done.json") as tmp:
+            Path(tmp).write_text(json.dumps({"checkpoints": n, "version": FEATURES_VERSION}))
+
+    def checkpoints(self):
+        n = json.loads((self.where / "done.json").read_text())["checkpoints"]
+        for e in range(1, n + 1):
+            with np.load(self.where / f"checkpoint{e}.npz") as z:
+                yield z["G"], z["V"], z["v_ok"], z["n_tokens"], float(z["lr"])
 
 
 def weighted(inf: Influence) -> np.ndarray:

@@ -55,8 +55,7 @@ from ..data.io import Dataset
 from ..models.loading import cache_root, load_causal_lm
 from ..models.templates import Rendered, render_conversation
 from ..signals.pooled_states import PooledStates
-from ..train import TrainConfig, finetune
-from ..train.finetune import _fingerprint
+from ..train import TrainConfig, finetune, training_fingerprint
 from ._passes import resolve_template
 from .base import Context, register
 from .faithfulness import Divergence
@@ -172,7 +171,7 @@ class IFDPre(IFD):
                           max_length=max_length, warmup_ratio=0.03, lr_schedule="cosine", weight_decay=0.0,
                           turns=ctx.turns, seed=ctx.seed)
         sample = data.subset(picks.tolist())
-        pre = self._pre_experienced(lm, sample, cfg, ctx, _fingerprint(lm, sample, cfg))
+        pre = self._pre_experienced(lm, sample, cfg, ctx, training_fingerprint(lm, sample, cfg))
 
         sub = copy.copy(ctx)          # the same run settings with the pre-experienced model
         sub.lm, sub.engines, sub.embedder_obj, sub.owns_runner = pre, {}, None, False

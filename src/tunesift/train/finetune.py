@@ -301,7 +301,7 @@ def _loss_sum(net, ids, labels, fast: bool, weight=None, row_means: list | None 
     return ce.sum() if weight is None else (ce * weight[rows]).sum()
 
 
-def _fingerprint(lm: LoadedLM, data: Dataset, cfg: TrainConfig) -> str:
+def training_fingerprint(lm: LoadedLM, data: Dataset, cfg: TrainConfig) -> str:
     # Keyed by what produced it (base model, data, config): a tensor hash of a large model samples a
     # few tensors only, which a LoRA merge may leave unchanged, and scores must never be shared.
     # The decay settings apply to the exponential schedule only: left out otherwise, so fingerprints
@@ -474,7 +474,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
             return
         net.eval()
         snap = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}@epoch{epoch}",
-                        f"{_fingerprint(lm, data, cfg)}-epoch{epoch}", str(dev), "float32")
+                        f"{training_fingerprint(lm, data, cfg)}-epoch{epoch}", str(dev), "float32")
         lrs = [r["lr"] for r in history if r["epoch"] == epoch]
         on_epoch(EpochSnapshot(epoch, snap, opt, float(np.mean(lrs)) if lrs else None))
         net.train()
@@ -514,7 +514,7 @@ def finetune(model: Any, data: Dataset, config: TrainConfig | None = None, *, ou
     net = _finish(net, lm, cfg, output_dir)
     examples = len(trained) if sampler is not None else len(data) - sum(
         v for k, v in skipped.items() if k != "truncated_response_kept")
-    fp = _fingerprint(lm, data, cfg) + (f"-sampled-{chosen.hexdigest(16)}" if sampler is not None else "")
+    fp = training_fingerprint(lm, data, cfg) + (f"-sampled-{chosen.hexdigest(16)}" if sampler is not None else "")
     model_out = LoadedLM(net, lm.tokenizer, f"{lm.name}+{cfg.method}", fp, str(dev), "float32")
     res = TrainResult(model_out, cfg, history, examples=examples,
                       target_tokens=n_tokens, skipped=skipped, seconds=time.perf_counter() - t0,
