@@ -102,3 +102,11 @@ def test_bench_preset_method_params_reach_the_cells(alpaca_file, tmp_path, monke
     assert seen[-1].method_params["deita-filter"]["score"] == "ifd"
     r = runner.invoke(app, args + ["-p", "ifd.max_length=64"])   # a method this bench does not run
     assert r.exit_code != 0 and "does not run 'ifd'" in r.output
+    # a run option is parsed as its flag would be; what the bench sets per cell cannot be given
+    assert runner.invoke(app, args + ["-p", "deita-filter.max_length=64"]).exit_code == 0
+    assert seen[-1].method_params["deita-filter"]["max_length"] == 64
+    r = runner.invoke(app, args + ["-p", "deita-filter.seed=3"])
+    assert r.exit_code != 0 and "sets seed itself" in r.output
+    # the preset's parameters for methods this bench does not run are not carried
+    assert runner.invoke(app, args[:5] + ["ifd"] + args[6:]).exit_code == 0
+    assert "deita-filter" not in seen[-1].method_params

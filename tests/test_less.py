@@ -122,6 +122,12 @@ def test_less_bids_and_g2is_share_one_warm_up_through_the_cache(tiny_llama, alpa
         t = tunesift.score(alpaca_file, m, lm=tiny_llama, cache_dir=cache, progress=False, **kw).table
         np.testing.assert_allclose(t["score"].fillna(-9), fresh[m]["score"].fillna(-9), rtol=1e-6)
         assert t["warmup"].tolist() == fresh[m]["warmup"].tolist()
+    # a damaged store is computed again, not an error
+    ck = next(stored[0].parent.glob("checkpoint*.npz"))
+    ck.write_bytes(b"not a zip")
+    with pytest.raises(AssertionError, match="warm-up ran again"):
+        tunesift.score(alpaca_file, "less", lm=tiny_llama, cache_dir=cache, progress=False, **kw)
+    assert not stored[0].exists()
     # another seed is another warm-up: it trains
     with pytest.raises(AssertionError, match="warm-up ran again"):
         tunesift.score(alpaca_file, "less", lm=tiny_llama, cache_dir=cache, progress=False, seed=1, **kw)

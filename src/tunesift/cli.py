@@ -141,6 +141,10 @@ class RunOptions:
 
 
 _DEFAULTS = {f.name: f.default for f in fields(RunOptions)}
+# api.score / api.select's run options (a -p value naming one is parsed, as its flag would be)
+RUN_OPTION_NAMES = frozenset(RunOptions().run_kwargs())
+# what the bench sets itself for every cell
+BENCH_SETS = frozenset({"seed", "lm", "device", "progress", "cache_dir"})
 
 
 def _opt(name: str, *decls: str, help: str):
@@ -525,10 +529,15 @@ def bench(pool: Path = typer.Argument(..., help="The pool every method selects f
             if "." not in k or not eq:
                 raise TunesiftError(f"-p expects METHOD.key=value in bench, got {it!r}")
             m, key = (x.strip() for x in k.split(".", 1))
+            key = key.replace("-", "_")
             if m not in {n.strip() for n in names}:
                 raise TunesiftError(f"-p {it!r}: this bench does not run {m!r} (--methods: {', '.join(names)})")
-            # values stay text: the method converts them by its declared types
-            mparams.setdefault(m, {})[key.replace("-", "_")] = v.strip()
+            if key in BENCH_SETS:
+                raise TunesiftError(f"-p {it!r}: the bench sets {key} itself, cell by cell")
+            # a method parameter stays text (the method converts it by its declared type); a run
+            # option (-p ifd.max_length=512) is parsed as its flag would be
+            mparams.setdefault(m, {})[key] = _parse_value(v.strip()) if key in RUN_OPTION_NAMES else v.strip()
+        mparams = {m: ps for m, ps in mparams.items() if m in {n.strip() for n in names}}
         cfg = BenchConfig(
             methods=[m.strip() for m in names if m.strip()],
             evals=list(evals) if evals else base.get("evals", ["alpaca_eval_nll:200"]),

@@ -10,7 +10,8 @@ from .. import __version__
 from ..data.example import Dataset
 from ..data.fingerprint import Hasher, fingerprint
 from ..evaluate.tasks import EvalSpec
-from .config import BASE, FULL, BenchConfig
+from ..methods import get_method
+from .config import BASE, FULL, RANDOM, BenchConfig
 
 
 def key_of(*parts: Any) -> str:
@@ -52,6 +53,10 @@ def plan_cells(pool: Dataset, specs: list[EvalSpec], config: BenchConfig, output
     for m in names:
         n_seeds = 1 if m == BASE else (c.full_seeds or c.seeds) if m == FULL else c.seeds
         for s in range(n_seeds):
-            k = key_of(m, c.method_params.get(m, {}), c.method_models.get(m), s, *common)
+            # parameters as text (how -p gives them and how the method reads them: 16 and "16" are
+            # one computation), and the method's revision when a default it computes with has changed
+            params = {k: str(v) for k, v in c.method_params.get(m, {}).items()}
+            rev = 0 if m in (FULL, BASE, RANDOM) else get_method(m).revision
+            k = key_of(m, params, c.method_models.get(m), s, *common, *((("revision", rev),) if rev else ()))
             cells.append(Cell(m, s, k, output_dir / "cells" / f"{m}__seed{s}__{k}.json"))
     return cells

@@ -224,7 +224,7 @@ def reading(table: pd.DataFrame, specs: list[EvalSpec], sig: dict[str, dict]) ->
             kept = [f"{r['method']} (q = {qi:.2g})" for r, qi in zip(rows, q) if qi < 0.05]
             lines.append(f"  {len(rows)} methods were each compared with random at 95%: with none of them different "
                          f"from random, about {0.05 * len(rows):.1f} would still fall outside their interval by "
-                         f"chance. After Benjamini-Hochberg's correction over the {len(rows)} comparisons "
+                         f"chance. After Benjamini-Hochberg's correction over the {len(rows)} comparisons on this evaluation "
                          f"(Welch p-values, false discovery rate 5%): {', '.join(kept) or 'none'} differ from random.")
     return lines
 

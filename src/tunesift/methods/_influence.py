@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Callable, Literal
@@ -130,11 +131,13 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
     # (ROSE's preference gradients) is not cached here.
     store = None
     if ctx.use_cache and custom_target is None:
+        # the target is rendered with the run's turns, the pool with ``turns``; the subtasks only
+        # group the stored features (in ``reduce``), so they are not part of the key
         key = fingerprint(FEATURES_VERSION, training_fingerprint(lm, data.subset(warm.tolist()), tcfg),
-                          lm.dtype, data.fingerprint, tgt.fingerprint, list(tasks), c.target_eos, c.proj_dim,
+                          lm.dtype, data.fingerprint, tgt.fingerprint, ctx.turns, c.target_eos, c.proj_dim,
                           max_length, template, turns, length=24)
         store = FeatureStore(cache_root(ctx.cache_dir) / "influence" / key)
-        if store.complete():
+        if store.complete() and store.readable():
             log.info("%s: gradient features of this warm-up, pool and target from %s", name, store.where)
             got = []
             for G, V, v_ok, out.n_tokens, lr in store.checkpoints():
@@ -190,6 +193,20 @@ class FeatureStore:
 
     def complete(self) -> bool:
         return (self.where / "done.json").is_file()
+
+    def readable(self) -> bool:
+        """Every checkpoint the set names opens; a damaged set is dropped (and recomputed), not an error."""
+        try:
+            n = json.loads((self.where / "done.json").read_text())["checkpoints"]
+            for e in range(1, n + 1):
+                with np.load(self.where / f"checkpoint{e}.npz") as z:
+                    if set(z.files) != {"G", "V", "v_ok", "n_tokens", "lr"}:
+                        raise ValueError(f"checkpoint{e}.npz holds {sorted(z.files)}")
+            return True
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            log.warning("influence features in %s are damaged (%s): computing them again", self.where, e)
+            (self.where / "done.json").unlink(missing_ok=True)
+            return False
 
     def put(self, epoch: int, G, V, v_ok, n_tokens, lr: float) -> None:
         self.where.mkdir(parents=True, exist_ok=True)

@@ -173,6 +173,9 @@ class Method:
     # (rendered into docs/faithfulness.md).
     faithfulness: ClassVar[tuple[Divergence, ...]] = ()
     cost: ClassVar[str] = ""       # what a run costs per example (passes, fine-tunes, API calls): `tunesift methods`
+    # Bumped when a default changes what the method computes, so results keyed by the parameters given
+    # (the bench's cells) are not reused across it; 0 leaves such keys as they were.
+    revision: ClassVar[int] = 0
     # Cheap settings for the conformance test over every method (tests/test_methods.py); a
     # ``params.Fixture`` value stands for a small file the test writes.
     test_params: ClassVar[dict] = {}

@@ -9,8 +9,8 @@ example *already kept* is above ``threshold`` (DEITA: 0.9, rejected at ``> 0.9``
 the whole pool instead of the kept set, which is wrong.  The score is DEITA's own by default
 (``deita-scorers``: complexity x quality, summed over turns, from the run's model offline: see that
 module), or any registered method's score, or a numeric field of the records (e.g. scores DEITA's
-released 7B scorers wrote).  Until 0.2 the default was ``ifd``; on a small pool whose top examples are
-seldom near-duplicates that made this method's selection IFD's, which is not DEITA.
+released 7B scorers wrote).  Before ``revision`` 1 the default was ``ifd``; on a small pool whose top
+examples are seldom near-duplicates that made this method's selection IFD's, which is not DEITA.
 
 What is embedded: DEITA renders the whole conversation in the Vicuna v1.1 template (system prompt,
 "USER: ... ASSISTANT: ...</s>" per turn; ``embedder/utils.py`` ``preprocess``) and takes the
@@ -70,6 +70,7 @@ def deita_conversation(e: Example) -> str:
 class DeitaFilter(SetMethod):
     name = "deita-filter"
     cost = "the score method's cost + 1 embedding per example"
+    revision = 1   # a default changed: see the faithfulness rows
     Config = DeitaFilterConfig
     paper = "What Makes Good Data for Alignment? (DEITA) - score-first diversity filter"
     venue = "ICLR 2024"

@@ -64,6 +64,7 @@ class G2ISConfig(InfluenceConfig):
 class G2IS(SetMethod):
     name = "g2is"
     cost = "as LESS: a LoRA warm-up + 4 per-example gradients; a k-NN graph walk"
+    revision = 1   # a default changed: see the faithfulness rows
     Config = G2ISConfig
     paper = "Beyond Similarity: A Gradient-based Graph Method for Instruction Tuning Data Selection (G2IS)"
     venue = "ACL 2025"
@@ -78,7 +79,7 @@ class G2IS(SetMethod):
                             "warm-up, Adam-adjusted training gradients, plain validation gradients, random "
                             "projection); the repository ships only the walk",
                    default="official", parameter="LESS's own switches apply: target_eos, pool_turns, "
-                                                 "loss_weighting (until 0.2: the run's turns, EOS in the target "
+                                                 "loss_weighting (before revision 1: the run's turns, EOS in the target "
                                                  "loss, token weighting)"),
         Divergence(topic="PCA solver",
                    official="gradient_walk.py:42,49: PCA(n_components=...) with scikit-learn's default 'auto' solver "

@@ -87,6 +87,7 @@ def preference_set(path: str, task_field: str | None, limit: int | None) -> tupl
 class ROSE(Method):
     name = "rose"
     cost = "as LESS, with DPO-loss gradients of the preference target set"
+    revision = 1   # a default changed: see the faithfulness rows
     Config = ROSEConfig
     paper = "ROSE: A Reward-Oriented Data Selection Framework for LLM Task-Specific Instruction Tuning"
     venue = "Findings EMNLP 2025"
