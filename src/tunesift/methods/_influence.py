@@ -106,7 +106,6 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
     template = resolve_template(c.template, ctx)
     max_length = ctx.max_length or c.max_length
     turns = ctx.turns if c.pool_turns == "run" else c.pool_turns
-    reqs = renderings(data, ctx, template, turns)
     custom_target = target
     if target is None:
         tgt, tasks = target_set(c, name)
@@ -145,6 +144,7 @@ def influence(data: Dataset, ctx: Context, c: InfluenceConfig, name: str, reduce
                 got.append(lr)
             out.weights = np.asarray(got) / np.sum(got)
             return out
+    reqs = renderings(data, ctx, template, turns)   # the pool, tokenised only when its features are computed
     lrs: list[float] = []
     proj: list = []
 
